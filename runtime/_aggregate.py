@@ -1,0 +1,443 @@
+"""Event-sourced aggregates: pure `decide` and `evolve`, run by an actor.
+
+An aggregate kind is three pure pieces, plus the event types it records:
+
+- `initial(id) -> state`
+- `decide(state, command) -> events`, which raises `Rejected` to refuse;
+- `evolve(state, event) -> state`.
+
+`AggregateActor` is the I/O around them. A command is decided against the
+current state, its events are handed to the journal, and *when the journal
+reports them durable* the state evolves and the caller is answered. Until
+then the aggregate is busy and takes no other command, so every decision
+sees every event before it.
+
+Why it is built this way:
+- State moves in the journal's completion callback, not in a task that waits
+  for it. No task has to stay parked on the write, a caller that gives up
+  (deadline, cancel) cannot make memory diverge from the log, and there is
+  no task switch per command between the journal and the aggregate.
+- When the aggregate is idle and its mailbox is empty, the caller decides
+  in its own task (`execute`) instead of waking the actor's task: the
+  command is still decided alone against the latest state, because the
+  aggregate is marked busy until the events are durable. When the aggregate
+  is busy, commands queue in the bounded mailbox and the actor's task takes
+  them one at a time. Either way there is one writer.
+- Anything unusual is follow-up work for the actor's own task, which may
+  await: on a version conflict it reads what it missed and decides again
+  (a bounded number of times); on a duplicate it catches up and answers
+  from the log; on a failed write the caller gets the error, the actor
+  raises, and its supervisor restarts it, replaying the log.
+- A command carries an id, and its events record it (causation id, and
+  event ids `<command id>.<n>`). A recent command is answered from memory
+  without deciding again; an older one is caught by the store's event-id
+  deduplication. Either way it is applied once.
+
+Snapshots are optional per kind: every `snapshot_every` events the state is
+saved with the kind's `snapshot_version`, and activation loads the newest
+snapshot whose version matches, replaying only the events after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import trio
+from hostsmith.runtime._actor import Mailbox, drain
+from hostsmith.runtime._envelope import Envelope, current_envelope
+from hostsmith.runtime._errors import (
+    ActorCrashed,
+    ConflictError,
+    JournalError,
+    PersistFailed,
+    Rejected,
+)
+from hostsmith.runtime._events import EventRegistry
+from hostsmith.runtime._journal import Journal
+from hostsmith.runtime._reply import Reply
+from hostsmith.runtime._store import Appended, AppendOutcome, NewEvent, Snapshot, StoredEvent
+
+log = logging.getLogger("hostsmith.runtime.aggregate")
+
+S = TypeVar("S")
+C = TypeVar("C")
+E = TypeVar("E", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateKind(Generic[S, C, E]):
+    """Everything the runtime needs to host one kind of aggregate."""
+
+    name: str
+    initial: Callable[[str], S]
+    decide: Callable[[S, C], Sequence[E]]
+    evolve: Callable[[S, E], S]
+    events: EventRegistry
+    state_type: type[S] | None = None
+    """Needed only for snapshots: the msgspec-decodable type of the state."""
+    snapshot_every: int = 0
+    snapshot_version: int = 1
+    conflict_retries: int = 3
+    remembered_commands: int = 8
+    """How many recent command replies each live aggregate keeps for repeats."""
+
+    def stream(self, aggregate_id: str) -> str:
+        return f"{self.name}-{aggregate_id}"
+
+
+class Committed(msgspec.Struct, frozen=True, gc=False):
+    """The reply to a command: the stream's version after it, and its events."""
+
+    version: int
+    events: tuple[Any, ...] = ()
+    repeated: bool = False
+
+
+class Inspect(msgspec.Struct, frozen=True):
+    """A read-only query run against the aggregate's current state."""
+
+    view: Callable[[Any], Any]
+
+
+class _Wake(msgspec.Struct, frozen=True):
+    """Sent by the journal callback to wake the actor's task for follow-up work."""
+
+
+_WAKE = _Wake()
+
+FollowUp = Callable[[], Awaitable[None]]
+
+
+class _InFlight:
+    __slots__ = ("attempt", "command", "envelope", "events")
+
+    def __init__(
+        self, command: Any, events: Sequence[Any], envelope: Envelope, attempt: int
+    ) -> None:
+        self.command = command
+        self.events = events
+        self.envelope = envelope
+        self.attempt = attempt
+
+
+class AggregateActor(Generic[S, C, E]):
+    __slots__ = (
+        "_failure",
+        "_follow_up",
+        "_idle_waiter",
+        "_in_flight",
+        "_mailbox",
+        "_recent",
+        "id",
+        "journal",
+        "kind",
+        "name",
+        "recovered",
+        "state",
+        "stream",
+        "version",
+        "wall_clock",
+    )
+
+    def __init__(
+        self,
+        kind: AggregateKind[S, C, E],
+        aggregate_id: str,
+        journal: Journal,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.kind = kind
+        self.id = aggregate_id
+        self.name = f"{kind.name}/{aggregate_id}"
+        self.stream = kind.stream(aggregate_id)
+        self.journal = journal
+        self.wall_clock = wall_clock
+        self.state: S = kind.initial(aggregate_id)
+        self.version = 0
+        self.recovered = False
+        self._recent: OrderedDict[str, Committed] | None = None
+        # Invariant: the aggregate is busy while `_in_flight` (events handed
+        # to the journal, outcome unknown) or `_follow_up` (work only the
+        # actor's task may do) is set. No command is decided while busy.
+        self._in_flight: _InFlight | None = None
+        self._follow_up: FollowUp | None = None
+        self._failure: BaseException | None = None
+        self._idle_waiter: trio.lowlevel.Task | None = None
+        self._mailbox: Mailbox | None = None
+
+    # -- the actor's task -----------------------------------------------------
+
+    async def serve(self, mailbox: Mailbox) -> None:
+        """Rebuild state, then take queued messages until the mailbox closes."""
+        await self._load_snapshot()
+        await self._catch_up()
+        self.recovered = True
+        self._mailbox = mailbox
+        mailbox.actor = self
+        try:
+            async for envelope in drain(mailbox):
+                await self._settle()
+                if envelope.payload is not _WAKE:
+                    await self._dispatch(envelope)
+            await self._settle()
+        finally:
+            if mailbox.actor is self:
+                mailbox.actor = None
+
+    async def _settle(self) -> None:
+        """Wait until idle, doing any follow-up work the journal left behind."""
+        while True:
+            if self._in_flight is not None:
+                self._idle_waiter = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
+            if self._failure is not None:
+                raise self._failure
+            follow_up, self._follow_up = self._follow_up, None
+            if follow_up is None:
+                return
+            await follow_up()
+
+    async def _dispatch(self, envelope: Envelope) -> None:
+        reply = envelope.reply
+        if reply is not None and reply.abandoned:
+            return  # the asker gave up while it was queued
+        message = envelope.payload
+        if isinstance(message, Inspect):
+            if reply is not None:
+                reply.set_value(message.view(self.state))
+            return
+        token = current_envelope.set(envelope)
+        try:
+            await self._start(message, envelope, 0)
+        finally:
+            current_envelope.reset(token)
+
+    # -- commands -------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        mailbox = self._mailbox
+        return (
+            self._in_flight is None
+            and self._follow_up is None
+            and self._failure is None
+            and mailbox is not None
+            and mailbox.actor is self
+            and mailbox.depth == 0
+        )
+
+    async def execute_here(self, envelope: Envelope) -> None:
+        """Start a command in the caller's task; only when `idle` (see module doc).
+
+        The outcome arrives in `envelope.reply`. A bug in `decide` crashes
+        the actor (its task raises it), not the caller.
+        """
+        try:
+            await self._start(envelope.payload, envelope, 0)
+        except Exception as failure:
+            self._crash(failure)
+
+    async def _start(self, command: Any, envelope: Envelope, attempt: int) -> None:
+        reply = envelope.reply
+        recent = self._recent
+        if recent is not None and envelope.command_id in recent:
+            _answer(reply, msgspec.structs.replace(recent[envelope.command_id], repeated=True))
+            return
+        try:
+            events = self.kind.decide(self.state, command)
+        except Rejected as rejection:
+            _answer(reply, rejection)
+            return
+        except Exception as failure:
+            _answer(reply, ActorCrashed(self.name, failure))
+            raise
+        if not events:
+            _answer(reply, Committed(self.version))
+            return
+        encoded = [self._encode(event, envelope, n) for n, event in enumerate(events)]
+        self._in_flight = _InFlight(command, events, envelope, attempt)
+        try:
+            await self.journal.submit(self.stream, self.version, encoded, self._on_outcome)
+        except BaseException as failure:
+            self._in_flight = None  # never handed over: nothing happened
+            if isinstance(failure, Exception):
+                _answer(
+                    reply,
+                    failure
+                    if isinstance(failure, JournalError)
+                    else PersistFailed(self.stream, failure),
+                )
+            raise
+
+    def _on_outcome(self, outcome: AppendOutcome) -> None:
+        """The journal's callback: runs in its task, the moment the outcome is known."""
+        in_flight = self._in_flight
+        assert in_flight is not None
+        self._in_flight = None
+        if isinstance(outcome, Appended) and not outcome.duplicate:
+            try:
+                state, evolve = self.state, self.kind.evolve
+                for event in in_flight.events:
+                    state = evolve(state, event)
+            except Exception as failure:
+                _answer(in_flight.envelope.reply, ActorCrashed(self.name, failure))
+                self._crash(failure)
+                return
+            self.state = state
+            previous, self.version = self.version, outcome.version
+            committed = Committed(outcome.version, tuple(in_flight.events))
+            self._remember(in_flight.envelope.command_id, committed)
+            _answer(in_flight.envelope.reply, committed)
+            if self.kind.snapshot_every and self.kind.state_type is not None:
+                every = self.kind.snapshot_every
+                if outcome.version // every != previous // every:
+                    self._follow_up = self._save_snapshot
+        else:
+            self._follow_up = lambda: self._recover_from(outcome, in_flight)
+        self._wake()
+
+    async def _recover_from(self, outcome: AppendOutcome, in_flight: _InFlight) -> None:
+        reply = in_flight.envelope.reply
+        if isinstance(outcome, Appended):  # a duplicate: applied before, by someone
+            await self._catch_up()
+            _answer(reply, Committed(self.version, repeated=True))
+        elif isinstance(outcome, ConflictError):
+            await self._catch_up()
+            if in_flight.attempt >= self.kind.conflict_retries:
+                _answer(reply, ConflictError(self.stream, outcome.expected, outcome.actual))
+                return
+            token = current_envelope.set(in_flight.envelope)
+            try:
+                await self._start(in_flight.command, in_flight.envelope, in_flight.attempt + 1)
+            finally:
+                current_envelope.reset(token)
+        else:
+            failure = (
+                outcome
+                if isinstance(outcome, PersistFailed)
+                else PersistFailed(self.stream, outcome)
+            )
+            _answer(reply, failure)
+            raise failure
+
+    def _crash(self, failure: BaseException) -> None:
+        """Make the actor's task raise `failure`, so the supervisor restarts it."""
+        self._failure = failure
+        if self._mailbox is not None and self._mailbox.actor is self:
+            self._mailbox.actor = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._idle_waiter = self._idle_waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
+        elif (
+            self._follow_up is not None or self._failure is not None
+        ) and self._mailbox is not None:
+            # The task may be parked on an empty mailbox: nudge it. If the
+            # mailbox is full or closed, the task is not parked there.
+            try:
+                self._mailbox.inbox.send_nowait(Envelope(_WAKE, "", ""))
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+
+    def _encode(self, event: E, envelope: Envelope, n: int) -> NewEvent:
+        type_name, schema_version, data = self.kind.events.encode(event)
+        return NewEvent(
+            event_id=f"{envelope.command_id}.{n}",
+            type=type_name,
+            data=data,
+            schema_version=schema_version,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.command_id,
+            recorded_at=self.wall_clock(),
+        )
+
+    def _remember(self, command_id: str, committed: Committed) -> None:
+        recent = self._recent
+        if recent is None:
+            recent = self._recent = OrderedDict()
+        recent[command_id] = committed
+        if len(recent) > self.kind.remembered_commands:
+            recent.popitem(last=False)
+
+    # -- recovery -------------------------------------------------------------
+
+    async def _catch_up(self) -> None:
+        stored = await self.journal.read(self.stream, self.version)
+        if stored:
+            self._apply(stored)
+
+    def _apply(self, stored: list[StoredEvent]) -> None:
+        # Decode everything first: a decoding error must leave state untouched.
+        decode = self.kind.events.decode
+        events = [decode(s.type, s.schema_version, s.data) for s in stored]
+        state, evolve = self.state, self.kind.evolve
+        for event in events:
+            state = evolve(state, event)
+        self.state = state
+        self.version = stored[-1].version
+        self._remember_tail(stored, events)
+
+    def _remember_tail(self, stored: list[StoredEvent], events: list[Any]) -> None:
+        """Rebuild the replies of the last few commands found in the log."""
+        by_command: dict[str, list[Any]] = {}
+        versions: dict[str, int] = {}
+        for record, event in zip(reversed(stored), reversed(events), strict=True):
+            command_id = record.causation_id
+            if command_id not in by_command:
+                if len(by_command) == self.kind.remembered_commands:
+                    break
+                by_command[command_id] = []
+                versions[command_id] = record.version
+            by_command[command_id].append(event)
+        for command_id in reversed(by_command):
+            events_of_command = tuple(reversed(by_command[command_id]))
+            self._remember(command_id, Committed(versions[command_id], events_of_command))
+
+    async def _load_snapshot(self) -> None:
+        kind = self.kind
+        if not kind.snapshot_every or kind.state_type is None:
+            return
+        snapshot = await self.journal.load_snapshot(self.stream)
+        if snapshot is None:
+            return
+        if snapshot.schema_version != kind.snapshot_version:
+            log.warning(
+                "ignoring snapshot of %s at version %d: schema v%d, current is v%d; "
+                "replaying in full",
+                self.stream,
+                snapshot.version,
+                snapshot.schema_version,
+                kind.snapshot_version,
+            )
+            return
+        self.state = msgspec.json.decode(snapshot.state, type=kind.state_type)
+        self.version = snapshot.version
+
+    async def _save_snapshot(self) -> None:
+        snapshot = Snapshot(
+            stream=self.stream,
+            version=self.version,
+            state=msgspec.json.encode(self.state),
+            schema_version=self.kind.snapshot_version,
+            recorded_at=self.wall_clock(),
+        )
+        with trio.CancelScope(shield=True):
+            await self.journal.save_snapshot(snapshot)
+
+
+def _answer(reply: Reply | None, result: object) -> None:
+    if reply is not None:
+        reply.set_outcome(result)
+
+
+def _refuse_abort(_: object) -> trio.lowlevel.Abort:
+    # Waiting for the journal's outcome is not cancellable (see module doc);
+    # a cancellation is delivered at the task's next checkpoint instead.
+    return trio.lowlevel.Abort.FAILED

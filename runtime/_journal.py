@@ -1,0 +1,167 @@
+"""The journal: group commit in front of one event store.
+
+Aggregates never write to a store directly. They call `Journal.append`,
+which queues the request and parks the caller. One task per store (`run`)
+takes everything pending, up to `max_batch` requests, hands the lot to the
+store's `append_batch` as one transaction, and then answers each caller with
+its own outcome. While a transaction is being written the next batch piles
+up behind it, so under load many aggregates share one fsync, and with a
+single caller it degenerates to one transaction per append with no added
+wait: there is no timer, only "whatever is queued right now".
+
+The queue is bounded; when it is full, `append` waits (backpressure reaches
+the aggregates and from them the callers).
+
+Callers either await `append`, or `submit` a request with a callback that
+the journal task calls, synchronously and in commit order, with the
+outcome. Aggregates use callbacks: their state moves forward in the same
+instant the events become durable, without a task switch per command.
+
+A batch's transaction is not cancelled half-way: a store runs it to the end
+(a thread is not interrupted), and every caller is answered. `close()` lets
+the queue drain before `run` returns, so shutting down acknowledges or fails
+everything that was accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import msgspec
+import trio
+from hostsmith.runtime._errors import PersistFailed
+from hostsmith.runtime._reply import Reply
+from hostsmith.runtime._store import (
+    Appended,
+    AppendOutcome,
+    AppendRequest,
+    EventStore,
+    NewEvent,
+    Snapshot,
+    StoredEvent,
+)
+
+log = logging.getLogger("hostsmith.runtime.journal")
+
+OutcomeCallback = Callable[[AppendOutcome], None]
+
+
+class JournalStats(msgspec.Struct):
+    transactions: int = 0
+    appends: int = 0
+    events: int = 0
+    largest_batch: int = 0
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.appends / self.transactions if self.transactions else 0.0
+
+
+class Journal:
+    def __init__(self, store: EventStore, *, max_batch: int = 2048, queue_size: int = 8192) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.stats = JournalStats()
+        self._inbox: trio.MemorySendChannel[tuple[AppendRequest, OutcomeCallback]]
+        self._outbox: trio.MemoryReceiveChannel[tuple[AppendRequest, OutcomeCallback]]
+        self._inbox, self._outbox = trio.open_memory_channel(queue_size)
+        self._committed = trio.Event()
+        self.last_position = 0
+
+    async def append(
+        self, stream: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> Appended:
+        """Append atomically; returns once the events are durable.
+
+        Waiting for room in the queue can be cancelled (nothing has been
+        handed over yet). Once the request is queued it may be written, so
+        the wait for its outcome is not cancellable: a cancellation arrives
+        after the outcome is known, and the caller's memory matches the log.
+        """
+        reply = Reply()
+        await self.submit(stream, expected_version, events, reply.set_outcome)
+        result: Appended = await reply.wait_uncancellable()
+        return result
+
+    async def submit(
+        self,
+        stream: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        on_outcome: OutcomeCallback,
+    ) -> None:
+        """Queue an append; `on_outcome(Appended | JournalError)` runs when it is decided.
+
+        Returns as soon as the request is queued. The callback runs in the
+        journal's task and must not block or raise.
+        """
+        item = (AppendRequest(stream, expected_version, tuple(events)), on_outcome)
+        try:
+            try:
+                self._inbox.send_nowait(item)
+            except trio.WouldBlock:
+                await self._inbox.send(item)
+        except (trio.ClosedResourceError, trio.BrokenResourceError) as closed:
+            raise PersistFailed(stream, RuntimeError("the journal is closed")) from closed
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The group-commit loop. Returns after `close()`, once the queue is empty."""
+        task_status.started()
+        async for first in self._outbox:
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._outbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[AppendRequest, OutcomeCallback]]) -> None:
+        outcomes: list[AppendOutcome]
+        try:
+            outcomes = await self.store.append_batch([request for request, _ in batch])
+        except Exception as failure:
+            outcomes = [PersistFailed(request.stream, failure) for request, _ in batch]
+        else:
+            stats = self.stats
+            stats.transactions += 1
+            stats.appends += len(batch)
+            stats.largest_batch = max(stats.largest_batch, len(batch))
+        for (_, on_outcome), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Appended) and outcome.positions:
+                self.stats.events += len(outcome.positions)
+                self.last_position = max(self.last_position, outcome.positions[-1])
+            try:
+                on_outcome(outcome)
+            except Exception:  # a callback's bug must not stop the journal
+                log.exception("journal callback for %s failed", outcome)
+        committed, self._committed = self._committed, trio.Event()
+        committed.set()
+
+    def close(self) -> None:
+        """Accept no more appends; `run` finishes what is queued, then returns."""
+        self._inbox.close()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._outbox.statistics().current_buffer_used
+
+    def next_commit(self) -> trio.Event:
+        """An event set when the next batch commits. Take it *before* reading,
+        so that a commit during the read is not missed."""
+        return self._committed
+
+    # Reads and the rest pass straight through: they need no batching.
+
+    async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
+        return await self.store.read(stream, after_version)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        return await self.store.read_all(after_position, limit)
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        await self.store.save_snapshot(snapshot)
+
+    async def load_snapshot(self, stream: str) -> Snapshot | None:
+        return await self.store.load_snapshot(stream)

@@ -1,0 +1,57 @@
+"""Subscriptions: read the global log in order, from a saved position, forever.
+
+A subscription catches up by reading `read_all` in batches from its
+checkpoint, then follows live commits: it wakes when the journal commits a
+batch, and also every `poll_interval` seconds, so that it sees events that
+another process wrote to a shared store.
+
+Delivery is at least once. The checkpoint is saved after the handler has
+finished a batch, so a crash between the two replays that batch on restart.
+Handlers therefore dedupe by position (or event id); projections do so by
+keeping the last position they applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import trio
+from hostsmith.runtime._journal import Journal
+from hostsmith.runtime._store import StoredEvent
+
+Handler = Callable[[Sequence[StoredEvent]], Awaitable[None]]
+
+
+class Subscription:
+    def __init__(
+        self,
+        journal: Journal,
+        name: str,
+        handler: Handler,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.journal = journal
+        self.name = name
+        self.handler = handler
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.position = 0
+        self.caught_up = trio.Event()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        store = self.journal.store
+        self.position = await store.load_checkpoint(self.name)
+        task_status.started()
+        while True:
+            committed = self.journal.next_commit()
+            events = await store.read_all(self.position, self.batch_size)
+            if events:
+                await self.handler(events)
+                self.position = events[-1].position
+                await store.save_checkpoint(self.name, self.position)
+                continue
+            self.caught_up.set()
+            with trio.move_on_after(self.poll_interval):
+                await committed.wait()

@@ -1,0 +1,267 @@
+"""Supervisors: a nursery that restarts its children, and knows when to give up.
+
+A supervisor owns one trio nursery. Each child runs in a cancel scope of its
+own inside it, wrapped so that a child's exception is caught and judged here
+rather than tearing the nursery down. What happens next follows Erlang/OTP,
+whose vocabulary is used on purpose:
+
+- *restart type*, per child: `PERMANENT` children are always restarted,
+  `TRANSIENT` ones only when they failed, `TEMPORARY` ones never;
+- *strategy*, per supervisor: `ONE_FOR_ONE` restarts the failed child only,
+  `ONE_FOR_ALL` stops and restarts every child, `REST_FOR_ONE` stops and
+  restarts the failed child and every child started after it;
+- *restart intensity*: more than `max_restarts` restarts within `within`
+  seconds means restarting does not help. The supervisor then stops all its
+  children and raises `SupervisorEscalated` to its parent;
+- restarts back off exponentially, with jitter from an injectable `Random` so
+  that runs are reproducible under a seed;
+- shutdown is ordered: children are stopped one at a time in reverse start
+  order, each first asked nicely (`ChildSpec.stop`) and cancelled once the
+  grace period is over.
+
+Children started with `await supervisor.start(spec)` have run up to their
+`task_status.started()`; `start_soon` is for children started from
+synchronous code (actor activation).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from hostsmith.runtime._errors import SupervisorEscalated
+
+log = logging.getLogger("hostsmith.runtime.supervisor")
+
+
+class Strategy(enum.Enum):
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+class Restart(enum.Enum):
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    TEMPORARY = "temporary"
+
+
+ChildRun = Callable[["trio.TaskStatus[Any]"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildSpec:
+    """How to run, restart and stop one child."""
+
+    name: str
+    run: ChildRun
+    restart: Restart = Restart.PERMANENT
+    stop: Callable[[], None] | None = None
+    """Asks the child to finish on its own; it is cancelled after the grace period."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartPolicy:
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    max_restarts: int = 3
+    within: float = 5.0
+    backoff_initial: float = 0.01
+    backoff_max: float = 1.0
+    jitter: float = 0.25
+    grace: float = 5.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Delay before the `attempt`-th restart within the intensity window (1-based)."""
+        delay = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
+        return delay * (1 + self.jitter * (2 * rng.random() - 1))
+
+
+@dataclass(slots=True, eq=False)
+class _Child:
+    spec: ChildSpec
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+    # Set when the supervisor itself stops the child: its exit is then expected
+    # and must not count as a failure or trigger a restart.
+    stopping: bool = False
+
+
+class Supervisor:
+    def __init__(
+        self,
+        name: str,
+        nursery: trio.Nursery,
+        policy: RestartPolicy,
+        rng: random.Random,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.restarts = 0
+        self._nursery = nursery
+        self._rng = rng
+        # Insertion order is start order; a restarted child keeps its place.
+        self._children: dict[str, _Child] = {}
+        self._recent_restarts: deque[float] = deque()
+        self._restart_lock = trio.Lock()
+        self._closing = False
+
+    @property
+    def children(self) -> list[str]:
+        return list(self._children)
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    async def start(self, spec: ChildSpec) -> Any:
+        """Start a child and wait until it reports `task_status.started(value)`."""
+        child = self._register(spec)
+        return await self._nursery.start(self._run, child)
+
+    def start_soon(self, spec: ChildSpec) -> None:
+        """Start a child from synchronous code; it runs at the next scheduling point."""
+        self._nursery.start_soon(self._run, self._register(spec), name=spec.name)
+
+    def _register(self, spec: ChildSpec) -> _Child:
+        if self._closing:
+            raise RuntimeError(f"supervisor {self.name!r} is shutting down")
+        if spec.name in self._children:
+            raise ValueError(f"supervisor {self.name!r} already has a child named {spec.name!r}")
+        child = self._children[spec.name] = _Child(spec)
+        return child
+
+    async def stop_child(self, name: str) -> None:
+        """Stop one child for good (it is not restarted)."""
+        child = self._children.get(name)
+        if child is not None:
+            await self._stop(child)
+            self._children.pop(name, None)
+
+    async def shutdown(self) -> None:
+        """Stop every child, newest first, each within the grace period."""
+        self._closing = True
+        for child in reversed(list(self._children.values())):
+            await self._stop(child)
+        self._children.clear()
+
+    async def _stop(self, child: _Child) -> None:
+        child.stopping = True
+        if child.spec.stop is not None:
+            child.spec.stop()
+            with trio.move_on_after(self.policy.grace):
+                await child.done.wait()
+        child.scope.cancel()
+        await child.done.wait()
+
+    async def _run(
+        self, child: _Child, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        failure: Exception | None = None
+        with child.scope:
+            try:
+                await child.spec.run(task_status)
+            except Exception as exc:
+                failure = exc
+        child.done.set()
+        if child.stopping or self._children.get(child.spec.name) is not child:
+            return
+        restart = child.spec.restart
+        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and failure is None):
+            del self._children[child.spec.name]
+            if failure is not None:
+                log.warning(
+                    "%s: temporary child %s failed: %r", self.name, child.spec.name, failure
+                )
+            return
+        await self._restart(child, failure)
+
+    async def _restart(self, failed: _Child, failure: Exception | None) -> None:
+        now = trio.current_time()
+        window = self._recent_restarts
+        while window and window[0] <= now - self.policy.within:
+            window.popleft()
+        if len(window) >= self.policy.max_restarts:
+            log.error(
+                "%s: child %s failed again (%r); restart intensity exceeded, escalating",
+                self.name,
+                failed.spec.name,
+                failure,
+            )
+            escalation = SupervisorEscalated(
+                self.name, failed.spec.name, self.policy.max_restarts, self.policy.within
+            )
+            raise escalation from failure
+        window.append(now)
+        self.restarts += 1
+        log.warning("%s: restarting %s after %r", self.name, failed.spec.name, failure)
+        delay = self.policy.backoff(len(window), self._rng)
+        if self.policy.strategy is Strategy.ONE_FOR_ONE:
+            await trio.sleep(delay)
+            self._relaunch([failed])
+            return
+        # Stopping and restarting a group must not interleave with another
+        # group restart, or a child could be started twice.
+        async with self._restart_lock:
+            group = self._affected(failed)
+            for sibling in reversed(group):
+                if sibling is not failed:
+                    await self._stop(sibling)
+            await trio.sleep(delay)
+            self._relaunch(group)
+
+    def _relaunch(self, group: list[_Child]) -> None:
+        for member in group:
+            if self._closing:
+                return
+            fresh = self._children[member.spec.name] = _Child(member.spec)
+            self._nursery.start_soon(self._run, fresh, name=member.spec.name)
+
+    def _affected(self, failed: _Child) -> list[_Child]:
+        members = list(self._children.values())
+        if self.policy.strategy is Strategy.ONE_FOR_ALL:
+            return members
+        return members[members.index(failed) :]
+
+
+@asynccontextmanager
+async def open_supervisor(
+    name: str,
+    policy: RestartPolicy | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Supervisor]:
+    """Open a supervisor; leaving the block shuts its children down in order.
+
+    If a child exceeds the restart intensity the block is cancelled and
+    `SupervisorEscalated` is raised from the nursery's exception group.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(
+                name, nursery, policy or RestartPolicy(), rng or random.Random()
+            )
+            yield supervisor
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        escalations = group.subgroup(SupervisorEscalated)
+        if escalations is not None:
+            raise _first_leaf(escalations) from group
+        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+            # A lone failure (usually from the body of the block) is raised as
+            # itself, so that callers can catch it by its own type.
+            raise group.exceptions[0]  # noqa: B904 - the group is its __context__
+        raise
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -1,0 +1,144 @@
+"""The test kit: fakes to pass in as parameters, never to patch in.
+
+- `MemoryStore`: the reference event store, in memory.
+- `FaultyStore`: wraps any store and fails, delays or rejects on command,
+  for testing what the engine does when storage misbehaves.
+- `EventCapture`: wraps any store and records every event that was
+  committed, decoded or not, for asserting on what a command produced.
+- `settle()`: wait until every task is blocked (with `autojump_clock` this
+  is how a test lets the system run to quiescence without sleeping).
+
+Time in tests is trio's virtual clock (`autojump_clock` from pytest-trio, or
+`trio.testing.MockClock`), so timeouts and idle passivation are exact and
+instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+import trio.testing
+from hostsmith.runtime._errors import ConflictError
+from hostsmith.runtime._events import EventRegistry
+from hostsmith.runtime._memory import MemoryStore
+from hostsmith.runtime._store import (
+    Appended,
+    AppendOutcome,
+    AppendRequest,
+    EventStore,
+    Snapshot,
+    StoredEvent,
+)
+
+__all__ = ["EventCapture", "FaultyStore", "MemoryStore", "settle"]
+
+
+class _Forwarding:
+    """Passes every protocol call to `inner`; subclasses override what they watch."""
+
+    def __init__(self, inner: EventStore) -> None:
+        self.inner = inner
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        return await self.inner.append_batch(requests)
+
+    async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
+        return await self.inner.read(stream, after_version)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        return await self.inner.read_all(after_position, limit)
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        await self.inner.save_snapshot(snapshot)
+
+    async def load_snapshot(self, stream: str) -> Snapshot | None:
+        return await self.inner.load_snapshot(stream)
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        await self.inner.save_checkpoint(name, position)
+
+    async def load_checkpoint(self, name: str) -> int:
+        return await self.inner.load_checkpoint(name)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class FaultyStore(_Forwarding):
+    """A store that misbehaves on command.
+
+    - `fail_next_appends(n)`: the next n batches raise `OSError` (nothing written);
+    - `conflict_next_appends(n)`: the next n requests are refused as conflicts
+      (nothing written), as if another writer had got there first;
+    - `delay`: seconds each batch takes (virtual time in tests);
+    - `fail_reads`: every `read` raises `OSError`.
+    """
+
+    def __init__(self, inner: EventStore | None = None, *, delay: float = 0.0) -> None:
+        super().__init__(inner if inner is not None else MemoryStore())
+        self.delay = delay
+        self.fail_reads = False
+        self._failures = 0
+        self._conflicts = 0
+        self.batches = 0
+
+    def fail_next_appends(self, count: int = 1) -> None:
+        self._failures += count
+
+    def conflict_next_appends(self, count: int = 1) -> None:
+        self._conflicts += count
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        self.batches += 1
+        if self.delay:
+            await trio.sleep(self.delay)
+        if self._failures:
+            self._failures -= 1
+            raise OSError("injected write failure")
+        outcomes: list[AppendOutcome | None] = []
+        passed: list[AppendRequest] = []
+        for request in requests:
+            if self._conflicts:
+                self._conflicts -= 1
+                actual = request.expected_version + 1
+                outcomes.append(ConflictError(request.stream, request.expected_version, actual))
+            else:
+                outcomes.append(None)
+                passed.append(request)
+        written = iter(await self.inner.append_batch(passed) if passed else [])
+        return [outcome if outcome is not None else next(written) for outcome in outcomes]
+
+    async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
+        if self.fail_reads:
+            raise OSError("injected read failure")
+        return await super().read(stream, after_version)
+
+
+class EventCapture(_Forwarding):
+    """Records every event committed through it, in commit order."""
+
+    def __init__(self, inner: EventStore | None = None) -> None:
+        super().__init__(inner if inner is not None else MemoryStore())
+        self.committed: list[tuple[str, Any]] = []  # (stream, NewEvent)
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        outcomes = await self.inner.append_batch(requests)
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, Appended) and not outcome.duplicate:
+                self.committed.extend((request.stream, event) for event in request.events)
+        return outcomes
+
+    def decoded(self, registry: EventRegistry, stream: str | None = None) -> list[Any]:
+        """The captured events as typed objects, optionally for one stream."""
+        return [
+            registry.decode(event.type, event.schema_version, event.data)
+            for name, event in self.committed
+            if stream is None or name == stream
+        ]
+
+
+async def settle() -> None:
+    """Let every task run until all are blocked (virtual time does not move)."""
+    await trio.testing.wait_all_tasks_blocked()

@@ -1,0 +1,53 @@
+"""Choosing a backend from a store URL.
+
+The scheme picks the backend: the built-in ones are listed here, and any
+other package can add one through the `hostsmith.stores` entry-point group
+(a name mapped to an `open_*(url)` async context manager). The lookup is
+done when a store is opened, by the caller that wires the application, never
+at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib.metadata import entry_points
+from typing import cast
+from urllib.parse import SplitResult, urlsplit
+
+from hostsmith.runtime import EventStore, StoreOpenError
+from hostsmith.stores._memory import open_memory_store
+from hostsmith.stores._sqlite import open_sqlite_store
+
+Opener = Callable[[SplitResult], AbstractAsyncContextManager[EventStore]]
+
+BUILT_IN: dict[str, Opener] = {
+    "memory": open_memory_store,
+    "sqlite": open_sqlite_store,
+}
+
+EXAMPLES = "memory://, sqlite:///path/to/events.db"
+
+
+def find_opener(scheme: str) -> Opener | None:
+    if scheme in BUILT_IN:
+        return BUILT_IN[scheme]
+    for entry in entry_points(group="hostsmith.stores"):
+        if entry.name == scheme:
+            return cast(Opener, entry.load())
+    return None
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[EventStore]:
+    """Open the event store that `url` names, and close it when the block ends."""
+    parts = urlsplit(url)
+    if not parts.scheme or "://" not in url:
+        raise StoreOpenError(f"{url!r} is not a store URL: use one of {EXAMPLES}")
+    opener = find_opener(parts.scheme)
+    if opener is None:
+        raise StoreOpenError(
+            f"unknown store scheme {parts.scheme!r} in {url!r}: use one of {EXAMPLES}"
+        )
+    async with opener(parts) as store:
+        yield store

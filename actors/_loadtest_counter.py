@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import msgspec
 import trio
-
 from hostsmith.actors._counter import COUNTER, Increment
 from hostsmith.runtime import open_runtime
 from hostsmith.stores import open_store
@@ -124,9 +123,12 @@ async def bare_trio_baseline(load: CounterLoad) -> float:
 
 async def run_counter(load: CounterLoad) -> CounterReport:
     baseline = await bare_trio_baseline(load)
-    async with open_store(load.store) as store, open_runtime(
-        store, kinds=[COUNTER], max_resident=max(load.aggregates, 1), idle_timeout=math.inf
-    ) as runtime:
+    async with (
+        open_store(load.store) as store,
+        open_runtime(
+            store, kinds=[COUNTER], max_resident=max(load.aggregates, 1), idle_timeout=math.inf
+        ) as runtime,
+    ):
         refs = [runtime.get(COUNTER, str(n)) for n in range(load.aggregates)]
         async with trio.open_nursery() as nursery:  # activate (replay) before timing
             for ref in refs:
@@ -177,9 +179,12 @@ async def run_resident_memory(store_url: str, aggregates: int) -> MemoryReport:
     is the growth of the whole process, which also includes the store's own
     caches (SQLite's page cache is not on the Python heap).
     """
-    async with open_store(store_url) as store, open_runtime(
-        store, kinds=[COUNTER], max_resident=aggregates, idle_timeout=math.inf
-    ) as runtime:
+    async with (
+        open_store(store_url) as store,
+        open_runtime(
+            store, kinds=[COUNTER], max_resident=aggregates, idle_timeout=math.inf
+        ) as runtime,
+    ):
         command = Increment()
         gc.collect()
         tracemalloc.start()

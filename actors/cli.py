@@ -16,12 +16,11 @@ from typing import Annotated, NoReturn
 import msgspec
 import trio
 import typer
-from rich.console import Console
-from rich.table import Table
-
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
 from hostsmith.actors._process import tune_garbage_collector
 from hostsmith.runtime import RuntimeFault
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     name="hostsmith",
@@ -70,7 +69,9 @@ def loadtest(
     store: Annotated[
         str, typer.Option(help="Event store URL, e.g. sqlite:///tmp/bench.db or memory://.")
     ] = "memory://",
-    aggregates: Annotated[int, typer.Option(help="How many aggregates the load spreads over.")] = 1000,
+    aggregates: Annotated[
+        int, typer.Option(help="How many aggregates the load spreads over.")
+    ] = 1000,
     commands: Annotated[int, typer.Option(help="How many commands in all.")] = 100_000,
     concurrency: Annotated[int, typer.Option(help="How many closed-loop clients.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

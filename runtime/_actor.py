@@ -165,6 +165,7 @@ class ActorRef:
         """
         deadline = trio.current_time() + timeout
         reply = Reply()
+        reply.expiry = (self.name, timeout)
         envelope = wrap(
             message,
             deadline=deadline,
@@ -210,31 +211,44 @@ FAIRNESS_BURST = 64
 even when its mailbox never runs dry."""
 
 
-async def drain(mailbox: Mailbox) -> AsyncIterator[Envelope]:
-    """Yield the mailbox's envelopes until it is closed and empty.
+def drain(mailbox: Mailbox) -> AsyncIterator[Envelope]:
+    """Iterate over the mailbox's envelopes until it is closed and empty.
 
     Unlike `async for` over the channel, a queued envelope is taken without
     a trip through the scheduler; a full trip happens only when the mailbox
-    is empty, or after `FAIRNESS_BURST` envelopes in a row.
+    is empty, or after `FAIRNESS_BURST` envelopes in a row. (A class, not an
+    async generator, so that nothing is left to finalize when the actor's
+    task is cancelled or crashes mid-iteration.)
     """
-    outbox = mailbox.outbox
-    burst = 0
-    while True:
+    return _Drain(mailbox)
+
+
+class _Drain:
+    __slots__ = ("_burst", "_outbox")
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self._outbox = mailbox.outbox
+        self._burst = 0
+
+    def __aiter__(self) -> _Drain:
+        return self
+
+    async def __anext__(self) -> Envelope:
         try:
-            envelope = outbox.receive_nowait()
-            burst += 1
-            if burst >= FAIRNESS_BURST:
-                burst = 0
-                await trio.lowlevel.checkpoint()
+            envelope = self._outbox.receive_nowait()
         except trio.WouldBlock:
-            burst = 0
+            self._burst = 0
             try:
-                envelope = await outbox.receive()
+                return await self._outbox.receive()
             except trio.EndOfChannel:
-                return
+                raise StopAsyncIteration from None
         except trio.EndOfChannel:
-            return
-        yield envelope
+            raise StopAsyncIteration from None
+        self._burst += 1
+        if self._burst >= FAIRNESS_BURST:
+            self._burst = 0
+            await trio.lowlevel.checkpoint()
+        return envelope
 
 
 async def run_actor(actor: Actor, mailbox: Mailbox, name: str) -> None:
@@ -272,8 +286,9 @@ async def handle_envelope(
                     reply.scope = scope
                 await _answer(actor, envelope, reply, name)
             if scope.cancelled_caught and reply is not None:
-                # The asker has already given up; this only settles the slot.
-                reply.set_error(AskTimeout(name, 0.0, maybe_applied=True))
+                # The deadline passed while handling: the asker gives up now.
+                target, timeout = reply.expiry or (name, 0.0)
+                reply.set_error(AskTimeout(target, timeout, maybe_applied=True))
         else:
             await _answer(actor, envelope, reply, name)
     finally:

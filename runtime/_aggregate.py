@@ -204,8 +204,10 @@ class AggregateActor(Generic[S, C, E]):
 
     async def _dispatch(self, envelope: Envelope) -> None:
         reply = envelope.reply
-        if reply is not None and reply.abandoned:
-            return  # the asker gave up while it was queued
+        if reply is not None:
+            if reply.abandoned:
+                return  # the asker gave up while it was queued
+            reply.started = True
         message = envelope.payload
         if isinstance(message, Inspect):
             if reply is not None:

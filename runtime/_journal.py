@@ -108,19 +108,34 @@ class Journal:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop. Returns after `close()`, once the queue is empty."""
         task_status.started()
-        async for first in self._outbox:
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._outbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            await self._commit(batch)
+        try:
+            async for first in self._outbox:
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._outbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self._commit(batch)
+        finally:
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        """After a cancellation, fail what was queued but never handed to the store."""
+        while True:
+            try:
+                request, on_outcome = self._outbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            on_outcome(PersistFailed(request.stream, RuntimeError("the journal was stopped")))
 
     async def _commit(self, batch: list[tuple[AppendRequest, OutcomeCallback]]) -> None:
         outcomes: list[AppendOutcome]
         try:
-            outcomes = await self.store.append_batch([request for request, _ in batch])
+            # Shielded: once a batch is handed to the store its outcome must be
+            # learned and reported, or callers could not know what is durable.
+            with trio.CancelScope(shield=True):
+                outcomes = await self.store.append_batch([request for request, _ in batch])
         except Exception as failure:
             outcomes = [PersistFailed(request.stream, failure) for request, _ in batch]
         else:

@@ -24,6 +24,7 @@ so queued messages survive the crash; the new incarnation replays the log.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,13 +46,19 @@ Key = tuple[str, str]
 
 
 class _Resident:
-    __slots__ = ("finished", "key", "last_active", "mailbox", "name")
+    __slots__ = ("done", "finished", "key", "last_active", "mailbox", "name", "previous")
 
-    def __init__(self, key: Key, name: str, mailbox: Mailbox, now: float) -> None:
+    def __init__(
+        self, key: Key, name: str, mailbox: Mailbox, now: float, previous: _Resident | None
+    ) -> None:
         self.key = key
         self.name = name
         self.mailbox = mailbox
         self.last_active = now
+        # The incarnation that was still retiring when this one was made: this
+        # one starts only after it has finished (one writer per aggregate).
+        self.previous = previous
+        self.done = False
         self.finished: trio.Event | None = None  # made only when someone waits
 
 
@@ -83,12 +90,18 @@ class Registry:
         self._closing = False
         self._all_finished = trio.Event()
         self._sweeping = trio.CancelScope()
+        self._incarnations = itertools.count(1)
 
     def register(self, kind_name: str, factory: IncarnationFactory) -> None:
         """Host actors of `kind_name`, made by `factory(id)` on activation."""
         if kind_name in self._factories:
             raise ValueError(f"kind {kind_name!r} is registered already")
         self._factories[kind_name] = factory
+
+    @property
+    def restarts(self) -> int:
+        """How many times crashed actors have been restarted."""
+        return self._supervisor.restarts if self._supervisor is not None else 0
 
     @property
     def resident(self) -> int:
@@ -126,12 +139,18 @@ class Registry:
         if self._closing or self._supervisor is None:
             raise ActorStopped(f"{key[0]}/{key[1]}")
         resident = _Resident(
-            key, f"{key[0]}/{key[1]}", Mailbox(self.mailbox_capacity), trio.current_time()
+            key,
+            f"{key[0]}/{key[1]}",
+            Mailbox(self.mailbox_capacity),
+            trio.current_time(),
+            self._retiring.get(key),
         )
         self._live[key] = resident
         self._supervisor.start_soon(
             ChildSpec(
-                name=resident.name,
+                # One aggregate can have a retiring and a new incarnation at
+                # once, so the child's name carries the incarnation number.
+                name=f"{resident.name}#{next(self._incarnations)}",
                 run=lambda task_status: self._run(resident),
                 restart=Restart.TRANSIENT,
                 stop=resident.mailbox.close,
@@ -148,8 +167,8 @@ class Registry:
         resident.mailbox.close()
 
     async def _run(self, resident: _Resident) -> None:
-        previous = self._retiring.get(resident.key)
-        if previous is not None and previous is not resident:
+        previous, resident.previous = resident.previous, None
+        if previous is not None and not previous.done:
             if previous.finished is None:
                 previous.finished = trio.Event()
             await previous.finished.wait()
@@ -168,6 +187,7 @@ class Registry:
         self._finished(resident)
 
     def _finished(self, resident: _Resident) -> None:
+        resident.done = True
         if self._live.get(resident.key) is resident:
             del self._live[resident.key]
         if self._retiring.get(resident.key) is resident:

@@ -53,7 +53,8 @@ class Restart(enum.Enum):
     TEMPORARY = "temporary"
 
 
-ChildRun = Callable[["trio.TaskStatus[Any]"], Awaitable[None]]
+ChildRun = Callable[[Any], Awaitable[None]]
+"""Runs the child; called with a task status whose `started()` it may call."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +121,11 @@ class Supervisor:
         return len(self._children)
 
     async def start(self, spec: ChildSpec) -> Any:
-        """Start a child and wait until it reports `task_status.started(value)`."""
+        """Start a child and wait until it reports `task_status.started(value)`.
+
+        A child that fails before reporting is handled like any failure (see
+        the restart policy); `start` then returns None.
+        """
         child = self._register(spec)
         return await self._nursery.start(self._run, child)
 
@@ -163,11 +168,15 @@ class Supervisor:
         self, child: _Child, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
     ) -> None:
         failure: Exception | None = None
+        status = _StartedOnce(task_status)
         with child.scope:
             try:
-                await child.spec.run(task_status)
+                await child.spec.run(status)
             except Exception as exc:
                 failure = exc
+        # A child that failed (or returned) before it started still counts as
+        # started: its fate is now the restart policy's, not the starter's.
+        status.started()
         child.done.set()
         if child.stopping or self._children.get(child.spec.name) is not child:
             return
@@ -203,7 +212,7 @@ class Supervisor:
         delay = self.policy.backoff(len(window), self._rng)
         if self.policy.strategy is Strategy.ONE_FOR_ONE:
             await trio.sleep(delay)
-            self._relaunch([failed])
+            await self._relaunch([failed])
             return
         # Stopping and restarting a group must not interleave with another
         # group restart, or a child could be started twice.
@@ -213,20 +222,37 @@ class Supervisor:
                 if sibling is not failed:
                     await self._stop(sibling)
             await trio.sleep(delay)
-            self._relaunch(group)
+            await self._relaunch(group)
 
-    def _relaunch(self, group: list[_Child]) -> None:
+    async def _relaunch(self, group: list[_Child]) -> None:
+        # One at a time, each up to its `started()`, so that a child can rely
+        # on the ones before it, exactly as on the first start.
         for member in group:
             if self._closing:
                 return
             fresh = self._children[member.spec.name] = _Child(member.spec)
-            self._nursery.start_soon(self._run, fresh, name=member.spec.name)
+            await self._nursery.start(self._run, fresh, name=member.spec.name)
 
     def _affected(self, failed: _Child) -> list[_Child]:
         members = list(self._children.values())
         if self.policy.strategy is Strategy.ONE_FOR_ALL:
             return members
         return members[members.index(failed) :]
+
+
+class _StartedOnce:
+    """A task status that forwards the first `started()` and ignores the rest."""
+
+    __slots__ = ("_inner", "_started")
+
+    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+        self._inner = inner
+        self._started = False
+
+    def started(self, value: Any = None) -> None:
+        if not self._started:
+            self._started = True
+            self._inner.started(value)
 
 
 @asynccontextmanager

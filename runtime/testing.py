@@ -117,11 +117,16 @@ class FaultyStore(_Forwarding):
 
 
 class EventCapture(_Forwarding):
-    """Records every event committed through it, in commit order."""
+    """Records every event committed through it, in commit order, and every read."""
 
     def __init__(self, inner: EventStore | None = None) -> None:
         super().__init__(inner if inner is not None else MemoryStore())
         self.committed: list[tuple[str, Any]] = []  # (stream, NewEvent)
+        self.reads: list[tuple[str, int]] = []  # (stream, after_version)
+
+    async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
+        self.reads.append((stream, after_version))
+        return await self.inner.read(stream, after_version)
 
     async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         outcomes = await self.inner.append_batch(requests)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import trio
-
 from hostsmith.runtime import (
     Appended,
     AppendRequest,
@@ -32,7 +31,10 @@ async def test_append_and_read_give_back_exactly_what_went_in(store: EventStore)
     stored = await store.read("order-1")
 
     assert appended == Appended("order-1", 2, (1, 2))
-    assert [(s.stream, s.version, s.position) for s in stored] == [("order-1", 1, 1), ("order-1", 2, 2)]
+    assert [(s.stream, s.version, s.position) for s in stored] == [
+        ("order-1", 1, 1),
+        ("order-1", 2, 2),
+    ]
     for new, old in zip(written, stored, strict=True):
         assert (old.event_id, old.type, old.data, old.schema_version) == (
             new.event_id,
@@ -88,7 +90,9 @@ async def test_conflict_in_a_batch_spares_its_neighbours(store: EventStore) -> N
     assert [e.event_id for e in await store.read_all()] == ["a1", "c1"]
 
 
-async def test_two_appends_to_one_stream_in_one_batch_are_applied_in_order(store: EventStore) -> None:
+async def test_two_appends_to_one_stream_in_one_batch_are_applied_in_order(
+    store: EventStore,
+) -> None:
     outcomes = await store.append_batch(
         [AppendRequest("a", 0, (event("a1"),)), AppendRequest("a", 1, (event("a2"),))]
     )

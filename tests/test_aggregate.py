@@ -1,0 +1,276 @@
+"""Event-sourced aggregates on the runtime: durability first, then state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+from hostsmith.runtime import (
+    AggregateKind,
+    AskTimeout,
+    ConflictError,
+    EventRegistry,
+    NewEvent,
+    PersistFailed,
+    Rejected,
+    append,
+    open_runtime,
+)
+from hostsmith.runtime.testing import EventCapture, FaultyStore, MemoryStore
+
+
+class Deposit(msgspec.Struct, frozen=True):
+    amount: int
+
+
+class Withdraw(msgspec.Struct, frozen=True):
+    amount: int
+
+
+class Deposited(msgspec.Struct, frozen=True, tag=True):
+    amount: int
+
+
+class Withdrawn(msgspec.Struct, frozen=True, tag=True):
+    amount: int
+
+
+class Account(msgspec.Struct, frozen=True):
+    balance: int = 0
+    decisions: int = 0  # how many times decide ran against this state's history
+
+
+DECISIONS: list[int] = []
+
+
+def decide(state: Account, command: Any) -> Sequence[Any]:
+    DECISIONS.append(state.balance)
+    if isinstance(command, Deposit):
+        if command.amount <= 0:
+            raise Rejected(f"deposit a positive amount, not {command.amount}")
+        return [Deposited(command.amount)]
+    if command.amount > state.balance:
+        raise Rejected(f"cannot withdraw {command.amount} from a balance of {state.balance}")
+    return [Withdrawn(command.amount)]
+
+
+def evolve(state: Account, event: Any) -> Account:
+    if isinstance(event, Deposited):
+        return Account(state.balance + event.amount)
+    return Account(state.balance - event.amount)
+
+
+EVENTS = EventRegistry(Deposited, Withdrawn)
+ACCOUNT = AggregateKind(
+    name="account",
+    initial=lambda _id: Account(),
+    decide=decide,
+    evolve=evolve,
+    events=EVENTS,
+    state_type=Account,
+)
+
+
+@pytest.fixture(autouse=True)
+def _forget_decisions() -> None:
+    DECISIONS.clear()
+
+
+async def test_a_command_is_answered_after_its_events_are_stored() -> None:
+    capture = EventCapture()
+    async with open_runtime(capture, kinds=[ACCOUNT]) as runtime:
+        done = await runtime.get(ACCOUNT, "a").execute(Deposit(10))
+        assert done.version == 1
+        assert done.events == (Deposited(10),)
+        assert capture.decoded(EVENTS, "account-a") == [Deposited(10)]
+        assert await runtime.get(ACCOUNT, "a").state() == Account(10)
+
+
+async def test_a_rejected_command_records_nothing() -> None:
+    capture = EventCapture()
+    async with open_runtime(capture, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        with pytest.raises(Rejected, match=r"^cannot withdraw 5 from a balance of 0$"):
+            await account.execute(Withdraw(5))
+        assert capture.committed == []
+        assert await account.state() == Account(0)
+
+
+async def test_a_conflict_makes_the_actor_reload_and_decide_again() -> None:
+    store = MemoryStore()
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        await account.execute(Deposit(10))
+        # Another writer (another process) appends behind the actor's back.
+        foreign = EVENTS.encode(Withdrawn(4))
+        await append(
+            store, "account-a", 1, [NewEvent(event_id="x", type=foreign[0], data=foreign[2])]
+        )
+
+        done = await account.execute(Withdraw(6))
+
+        assert done.version == 3
+        assert DECISIONS == [0, 10, 6]  # decided against 10, conflicted, decided against 6
+        assert await account.state() == Account(0)
+
+
+async def test_conflicts_beyond_the_retry_limit_reach_the_caller() -> None:
+    store = FaultyStore()
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        store.conflict_next_appends(4)  # the first try and all three retries
+        with pytest.raises(
+            ConflictError, match=r"^stream 'account-a' is at version 1, not the expected 0"
+        ):
+            await account.execute(Deposit(1))
+        assert len(DECISIONS) == 4
+        assert (await account.execute(Deposit(2))).version == 1
+
+
+async def test_a_persist_failure_leaves_state_unchanged_replays_and_reports(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FaultyStore()
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        await account.execute(Deposit(10))
+        store.fail_next_appends(1)
+
+        with pytest.raises(
+            PersistFailed,
+            match=r"^could not persist events to 'account-a': OSError: injected write failure; nothing was applied$",
+        ):
+            await account.execute(Deposit(5))
+
+        assert await account.state() == Account(10)
+        assert [e.version for e in await store.read("account-a")] == [1]
+        assert (await account.execute(Deposit(1))).version == 2
+        assert await account.state() == Account(11)
+        assert runtime.registry.restarts >= 1
+
+
+async def test_a_command_retried_with_the_same_id_is_applied_once() -> None:
+    capture = EventCapture()
+    async with open_runtime(capture, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        first = await account.execute(Deposit(10), command_id="cmd-1")
+        again = await account.execute(Deposit(10), command_id="cmd-1")
+
+        assert again.repeated and not first.repeated
+        assert again.version == first.version == 1
+        assert again.events == first.events
+        assert len(DECISIONS) == 1
+        assert len(capture.committed) == 1
+
+
+async def test_a_repeat_is_recognised_after_passivation_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    capture = EventCapture()
+    async with open_runtime(capture, kinds=[ACCOUNT], idle_timeout=60) as runtime:
+        await runtime.get(ACCOUNT, "a").execute(Deposit(10), command_id="cmd-1")
+        await trio.sleep(120)
+        assert not runtime.registry.is_live("account", "a")
+
+        again = await runtime.get(ACCOUNT, "a").execute(Deposit(10), command_id="cmd-1")
+
+        assert again.repeated
+        assert len(capture.committed) == 1
+
+
+async def test_a_repeat_beyond_memory_is_caught_by_event_id_deduplication() -> None:
+    capture = EventCapture()
+    async with open_runtime(capture, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        await account.execute(Deposit(1), command_id="old")
+        for n in range(ACCOUNT.remembered_commands + 2):
+            await account.execute(Deposit(1), command_id=f"new-{n}")
+
+        again = await account.execute(Deposit(1), command_id="old")
+
+        assert again.repeated
+        assert len(capture.committed) == ACCOUNT.remembered_commands + 3
+        assert await account.state() == Account(ACCOUNT.remembered_commands + 3)
+
+
+async def test_a_timeout_during_a_slow_write_says_the_command_may_have_applied(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FaultyStore(delay=5.0)
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        with pytest.raises(
+            AskTimeout,
+            match=r"^account/a did not answer within 1s; the command may still have been applied",
+        ):
+            await account.execute(Deposit(7), timeout=1, command_id="slow")
+        await trio.sleep(10)
+        # The write went through after the caller left, and memory followed it.
+        assert await account.state() == Account(7)
+        assert (await account.execute(Deposit(7), command_id="slow")).repeated
+
+
+async def test_concurrent_commands_on_one_aggregate_are_decided_one_at_a_time() -> None:
+    async with open_runtime(MemoryStore(), kinds=[ACCOUNT]) as runtime:
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(runtime.get(ACCOUNT, "a").execute, Deposit(1))
+        assert await runtime.get(ACCOUNT, "a").state() == Account(50)
+        assert sorted(DECISIONS) == list(range(50))
+
+
+SNAPSHOTTED = AggregateKind(
+    name="account",
+    initial=lambda _id: Account(),
+    decide=decide,
+    evolve=evolve,
+    events=EVENTS,
+    state_type=Account,
+    snapshot_every=10,
+    snapshot_version=2,
+)
+
+
+async def test_activation_replays_only_the_tail_after_a_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = EventCapture()
+    async with open_runtime(store, kinds=[SNAPSHOTTED], idle_timeout=60) as runtime:
+        for _ in range(25):
+            await runtime.get(SNAPSHOTTED, "a").execute(Deposit(1))
+        await trio.sleep(120)  # passivated
+        snapshot = await store.load_snapshot("account-a")
+        assert snapshot is not None and snapshot.version == 20 and snapshot.schema_version == 2
+
+        store.reads.clear()
+        assert await runtime.get(SNAPSHOTTED, "a").state() == Account(25)
+        assert store.reads == [("account-a", 20)]
+
+
+async def test_a_snapshot_of_an_old_schema_forces_a_full_replay(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore()
+    older = AggregateKind(
+        name="account",
+        initial=lambda _id: Account(),
+        decide=decide,
+        evolve=evolve,
+        events=EVENTS,
+        state_type=Account,
+        snapshot_every=10,
+        snapshot_version=1,
+    )
+    async with open_runtime(store, kinds=[older]) as runtime:
+        for _ in range(12):
+            await runtime.get(older, "a").execute(Deposit(1))
+    async with open_runtime(store, kinds=[SNAPSHOTTED]) as runtime:
+        assert await runtime.get(SNAPSHOTTED, "a").state() == Account(12)
+    assert (
+        "ignoring snapshot of account-a at version 10: schema v1, current is v2; replaying in full"
+        in caplog.text
+    )

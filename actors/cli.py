@@ -45,7 +45,7 @@ def hostsmith(
         raise typer.Exit()
 
 
-class Workload(str, enum.Enum):
+class Workload(enum.StrEnum):
     counter = "counter"
     resident_memory = "resident-memory"
 

@@ -15,8 +15,10 @@ Why it is built this way:
   `event_id` is unique. The table itself is keyed by position (the rowid),
   so it grows only at its end: a batch over a thousand streams then dirties
   a few table pages plus the index leaves, instead of a thousand table
-  pages, which halves the cost of a commit (measured while building it). The fast path checks every stream's version in one
-  query, assigns positions and inserts all rows with one `executemany`. If
+  pages, which halves the cost of a commit (measured while building it).
+  The fast path checks every stream's version in one query (or a cache,
+  see `_stream_versions`), assigns positions and inserts all rows with one
+  `executemany`. If
   the insert hits a uniqueness constraint (a duplicate event id), the whole
   transaction is rolled back and redone carefully, request by request.
 - Positions are assigned inside the write transaction, which SQLite holds

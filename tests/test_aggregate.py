@@ -160,7 +160,8 @@ async def test_a_command_retried_with_the_same_id_is_applied_once() -> None:
         first = await account.execute(Deposit(10), command_id="cmd-1")
         again = await account.execute(Deposit(10), command_id="cmd-1")
 
-        assert again.repeated and not first.repeated
+        assert again.repeated
+        assert not first.repeated
         assert again.version == first.version == 1
         assert again.events == first.events
         assert len(DECISIONS) == 1
@@ -244,7 +245,9 @@ async def test_activation_replays_only_the_tail_after_a_snapshot(
             await runtime.get(SNAPSHOTTED, "a").execute(Deposit(1))
         await trio.sleep(120)  # passivated
         snapshot = await store.load_snapshot("account-a")
-        assert snapshot is not None and snapshot.version == 20 and snapshot.schema_version == 2
+        assert snapshot is not None
+        assert snapshot.version == 20
+        assert snapshot.schema_version == 2
 
         store.reads.clear()
         assert await runtime.get(SNAPSHOTTED, "a").state() == Account(25)

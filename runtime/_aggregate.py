@@ -129,6 +129,7 @@ class AggregateActor(Generic[S, C, E]):
     __slots__ = (
         "_failure",
         "_follow_up",
+        "_holding",
         "_idle_waiter",
         "_in_flight",
         "_mailbox",
@@ -167,6 +168,7 @@ class AggregateActor(Generic[S, C, E]):
         self._in_flight: _InFlight | None = None
         self._follow_up: FollowUp | None = None
         self._failure: BaseException | None = None
+        self._holding = False
         self._idle_waiter: trio.lowlevel.Task | None = None
         self._mailbox: Mailbox | None = None
 
@@ -181,9 +183,15 @@ class AggregateActor(Generic[S, C, E]):
         mailbox.actor = self
         try:
             async for envelope in drain(mailbox):
-                await self._settle()
-                if envelope.payload is not _WAKE:
-                    await self._dispatch(envelope)
+                # Holding a taken envelope counts as busy, so that a caller
+                # cannot overtake it through the idle fast path.
+                self._holding = True
+                try:
+                    await self._settle()
+                    if envelope.payload is not _WAKE:
+                        await self._dispatch(envelope)
+                finally:
+                    self._holding = False
             await self._settle()
         finally:
             if mailbox.actor is self:
@@ -192,7 +200,7 @@ class AggregateActor(Generic[S, C, E]):
     async def _settle(self) -> None:
         """Wait until idle, doing any follow-up work the journal left behind."""
         while True:
-            if self._in_flight is not None:
+            while self._in_flight is not None:
                 self._idle_waiter = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
             if self._failure is not None:
@@ -226,6 +234,7 @@ class AggregateActor(Generic[S, C, E]):
         mailbox = self._mailbox
         return (
             self._in_flight is None
+            and not self._holding
             and self._follow_up is None
             and self._failure is None
             and mailbox is not None

@@ -108,3 +108,5 @@ def show(report: msgspec.Struct, as_json: bool) -> None:
 
 def main() -> None:
     app()
+if __name__ == "__main__":
+    main()

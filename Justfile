@@ -1,0 +1,50 @@
+# hostsmith's front door. Every recipe makes the virtualenv it needs.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+python := venv / "bin" / "python"
+hostsmith := venv / "bin" / "hostsmith"
+
+# List the recipes
+default:
+    @just --list
+
+# Create .venv and install hostsmith with its development tools (skipped when up to date)
+setup:
+    @test -x {{python}} || python3 -m venv {{venv}}
+    @if [ ! -f {{venv}}/.installed ] || [ pyproject.toml -nt {{venv}}/.installed ]; then \
+        {{python}} -m pip install --quiet --disable-pip-version-check --upgrade pip && \
+        {{python}} -m pip install --quiet --disable-pip-version-check -e '.[dev]' && \
+        touch {{venv}}/.installed; \
+    fi
+
+# Run hostsmith on the embedded defaults (for now: the counter benchmark on SQLite in ./.hostsmith)
+run *ARGS: setup
+    {{hostsmith}} loadtest --workload counter --store sqlite://./.hostsmith/events.db --aggregates 1000 --commands 100000 --concurrency 1000 {{ARGS}}
+
+# Lint and type-check, then run the whole test suite
+test: lint
+    {{python}} -m pytest
+
+# ruff (lint and format check) and strict mypy on runtime/ and stores/
+lint: setup
+    {{venv}}/bin/ruff check .
+    {{venv}}/bin/ruff format --check .
+    @mkdir -p {{venv}}/typecheck/hostsmith
+    @ln -sfn ../../../runtime {{venv}}/typecheck/hostsmith/runtime
+    @ln -sfn ../../../stores {{venv}}/typecheck/hostsmith/stores
+    {{venv}}/bin/mypy
+
+# The benchmarks from the issues, beside the peer (eventsourcing) in the same session
+bench: setup
+    @{{python}} -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+    @rm -rf .hostsmith/bench && mkdir -p .hostsmith/bench
+    {{hostsmith}} loadtest --workload counter --store sqlite://./.hostsmith/bench/throughput.db --aggregates 1000 --commands 200000 --concurrency 1000 --json
+    {{hostsmith}} loadtest --workload counter --store sqlite://./.hostsmith/bench/latency.db --aggregates 1000 --commands 100000 --concurrency 100 --json
+    {{python}} ../shared/bench/peer_eventsourcing.py --aggregates 1000 --commands 20000 --dir .hostsmith/bench
+    {{hostsmith}} loadtest --workload resident-memory --store sqlite://./.hostsmith/bench/memory.db --aggregates 100000 --json
+
+# Remove the virtualenv, caches and local data
+clean:
+    rm -rf {{venv}} .hostsmith .pytest_cache .mypy_cache .ruff_cache *.egg-info

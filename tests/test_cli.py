@@ -1,0 +1,64 @@
+"""The `hostsmith` command, run as a user runs it: a real process, real output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def hostsmith(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hostsmith.actors.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_loadtest_prints_one_json_object_with_the_figures(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = hostsmith(
+        "loadtest", "--workload", "counter", "--store", f"sqlite://{tmp_path}/b.db",
+        "--aggregates", "20", "--commands", "400", "--concurrency", "10", "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["commands"] == 400
+    assert report["aggregates"] == 20
+    expected = {"commands_per_s", "p50_ms", "p99_ms", "mean_batch_size", "baseline_ask_per_s", "ratio_to_baseline"}
+    assert expected <= set(report)
+    assert report["commands_per_s"] > 0
+    assert 1 <= report["mean_batch_size"] <= 10
+    assert report["ratio_to_baseline"] == round(report["commands_per_s"] / report["baseline_ask_per_s"], 3)
+
+
+def test_resident_memory_reports_bytes_per_aggregate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = hostsmith("loadtest", "--workload", "resident-memory", "--store", f"sqlite://{tmp_path}/m.db", "--aggregates", "500", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["aggregates"] == 500
+    assert report["python_bytes_per_aggregate"] > 0
+
+
+def test_a_bad_store_url_is_one_line_without_a_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database")
+    result = hostsmith("loadtest", "--store", f"sqlite://{notes}", "--commands", "10")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {notes} is not a SQLite database (it starts with b'not a database'); it was left untouched: point the store URL at a new or hostsmith file"
+    ]
+    assert notes.read_text() == "not a database"
+
+
+def test_bad_numbers_are_named() -> None:
+    result = hostsmith("loadtest", "--commands", "-5")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --commands must be at least 1, not -5"
+
+
+def test_help_describes_the_commands() -> None:
+    result = hostsmith("--help")
+    assert result.returncode == 0
+    assert "loadtest" in result.stdout

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import msgspec
 import trio
+
 from hostsmith.actors._counter import COUNTER, Increment
 from hostsmith.runtime import open_runtime
 from hostsmith.stores import open_store

@@ -16,11 +16,12 @@ from typing import Annotated, NoReturn
 import msgspec
 import trio
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
 from hostsmith.actors._process import tune_garbage_collector
 from hostsmith.runtime import RuntimeFault
-from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(
     name="hostsmith",
@@ -108,5 +109,7 @@ def show(report: msgspec.Struct, as_json: bool) -> None:
 
 def main() -> None:
     app()
+
+
 if __name__ == "__main__":
     main()

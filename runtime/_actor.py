@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import trio
+
 from hostsmith.runtime._deadlines import Deadlines
 from hostsmith.runtime._envelope import Envelope, current_envelope, wrap
 from hostsmith.runtime._errors import (

@@ -48,6 +48,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import trio
+
 from hostsmith.runtime._actor import Mailbox, drain
 from hostsmith.runtime._envelope import Envelope, current_envelope
 from hostsmith.runtime._errors import (

@@ -19,6 +19,7 @@ import heapq
 import math
 
 import trio
+
 from hostsmith.runtime._errors import AskTimeout
 from hostsmith.runtime._reply import Reply
 

@@ -24,6 +24,7 @@ import contextvars
 import math
 
 import msgspec
+
 from hostsmith.runtime._ids import new_id
 from hostsmith.runtime._reply import Reply
 

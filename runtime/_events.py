@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+
 from hostsmith.runtime._errors import UnknownEventType
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

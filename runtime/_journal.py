@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 import trio
+
 from hostsmith.runtime._errors import PersistFailed
 from hostsmith.runtime._reply import Reply
 from hostsmith.runtime._store import (

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import trio
+
 from hostsmith.runtime._errors import ConflictError, DuplicateEventError
 from hostsmith.runtime._store import (
     Appended,

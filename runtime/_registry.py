@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import trio
+
 from hostsmith.runtime._actor import ActorRef, Incarnation, Mailbox
 from hostsmith.runtime._deadlines import Deadlines
 from hostsmith.runtime._errors import ActorCrashed, ActorStopped, RuntimeFault

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
+
 from hostsmith.runtime._errors import JournalError
 
 

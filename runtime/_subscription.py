@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
+
 from hostsmith.runtime._journal import Journal
 from hostsmith.runtime._store import StoredEvent
 

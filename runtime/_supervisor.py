@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+
 from hostsmith.runtime._errors import SupervisorEscalated
 
 log = logging.getLogger("hostsmith.runtime.supervisor")

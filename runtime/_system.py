@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import trio
+
 from hostsmith.runtime._actor import (
     DEFAULT_ASK_TIMEOUT,
     DEFAULT_MAILBOX_CAPACITY,

@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 import trio.testing
+
 from hostsmith.runtime._errors import ConflictError
 from hostsmith.runtime._events import EventRegistry
 from hostsmith.runtime._memory import MemoryStore

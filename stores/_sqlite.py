@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qs
 
 import trio
+
 from hostsmith.runtime import (
     Appended,
     AppendOutcome,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+
 from hostsmith.runtime import EventStore
 from hostsmith.stores import open_store
 

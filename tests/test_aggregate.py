@@ -9,6 +9,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+
 from hostsmith.runtime import (
     AggregateKind,
     AskTimeout,

@@ -18,22 +18,50 @@ def hostsmith(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_loadtest_prints_one_json_object_with_the_figures(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = hostsmith(
-        "loadtest", "--workload", "counter", "--store", f"sqlite://{tmp_path}/b.db",
-        "--aggregates", "20", "--commands", "400", "--concurrency", "10", "--json",
+        "loadtest",
+        "--workload",
+        "counter",
+        "--store",
+        f"sqlite://{tmp_path}/b.db",
+        "--aggregates",
+        "20",
+        "--commands",
+        "400",
+        "--concurrency",
+        "10",
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["commands"] == 400
     assert report["aggregates"] == 20
-    expected = {"commands_per_s", "p50_ms", "p99_ms", "mean_batch_size", "baseline_ask_per_s", "ratio_to_baseline"}
+    expected = {
+        "commands_per_s",
+        "p50_ms",
+        "p99_ms",
+        "mean_batch_size",
+        "baseline_ask_per_s",
+        "ratio_to_baseline",
+    }
     assert expected <= set(report)
     assert report["commands_per_s"] > 0
     assert 1 <= report["mean_batch_size"] <= 10
-    assert report["ratio_to_baseline"] == round(report["commands_per_s"] / report["baseline_ask_per_s"], 3)
+    assert report["ratio_to_baseline"] == round(
+        report["commands_per_s"] / report["baseline_ask_per_s"], 3
+    )
 
 
 def test_resident_memory_reports_bytes_per_aggregate(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = hostsmith("loadtest", "--workload", "resident-memory", "--store", f"sqlite://{tmp_path}/m.db", "--aggregates", "500", "--json")
+    result = hostsmith(
+        "loadtest",
+        "--workload",
+        "resident-memory",
+        "--store",
+        f"sqlite://{tmp_path}/m.db",
+        "--aggregates",
+        "500",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["aggregates"] == 500

@@ -24,4 +24,7 @@ async def test_the_readme_example_runs_and_replays_its_events(tmp_path, capsys) 
     second = await main(url)  # type: ignore[operator]
 
     assert (first, second) == (42, 72)  # the second run's "pay-42" was applied already
-    assert capsys.readouterr().out.splitlines() == ["version 1, balance 42", "version 3, balance 72"]
+    assert capsys.readouterr().out.splitlines() == [
+        "version 1, balance 42",
+        "version 3, balance 72",
+    ]

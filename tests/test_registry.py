@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+
 from hostsmith.actors._counter import COUNTER, Counter, Increment
 from hostsmith.runtime import NewEvent, UnknownEventType, append, open_runtime
 from hostsmith.runtime.testing import EventCapture, MemoryStore

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from hostsmith.runtime import (
     ChildSpec,
     Restart,

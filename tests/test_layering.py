@@ -105,4 +105,5 @@ def test_every_module_opens_with_a_paragraph_on_its_design() -> None:
     for package in ("runtime", "stores", "actors"):
         for path in (ROOT / package).rglob("*.py"):
             docstring = ast.get_docstring(ast.parse(path.read_text()))
-            assert docstring and len(docstring) > 80, f"{path} needs a module docstring"
+            assert docstring, f"{path} needs a module docstring"
+            assert len(docstring) > 80, f"{path}: the docstring should say why it is built this way"

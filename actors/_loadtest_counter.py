@@ -55,10 +55,8 @@ class MemoryReport(msgspec.Struct, kw_only=True):
     workload: str = "resident-memory"
     store: str
     aggregates: int
-    rss_before_mb: float
-    rss_after_mb: float
-    python_bytes_per_aggregate: float
     rss_bytes_per_aggregate: float
+    python_bytes_per_aggregate: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,40 +170,50 @@ def resident_set_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-async def run_resident_memory(store_url: str, aggregates: int) -> MemoryReport:
-    """Memory held per live, idle aggregate, by two measures.
-
-    `python_bytes_per_aggregate` counts the Python heap (tracemalloc): the
-    actor, its task, mailbox, state and bookkeeping. `rss_bytes_per_aggregate`
-    is the growth of the whole process, which also includes the store's own
-    caches (SQLite's page cache is not on the Python heap).
-    """
-    async with (
-        open_store(store_url) as store,
-        open_runtime(
-            store, kinds=[COUNTER], max_resident=aggregates, idle_timeout=math.inf
-        ) as runtime,
-    ):
+async def _activate_all(store_url: str, aggregates: int, traced: bool) -> tuple[int, int]:
+    """Make `aggregates` live aggregates with one command each; return (growth, live)."""
+    async with open_store(store_url) as store, open_runtime(
+        store, kinds=[COUNTER], max_resident=aggregates, idle_timeout=math.inf
+    ) as runtime:
         command = Increment()
         gc.collect()
-        tracemalloc.start()
-        heap_before, _ = tracemalloc.get_traced_memory()
-        rss_before = resident_set_bytes()
+        if traced:
+            tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0] if traced else resident_set_bytes()
         step = 1000
         for start in range(0, aggregates, step):
             async with trio.open_nursery() as nursery:
                 for n in range(start, min(start + step, aggregates)):
                     nursery.start_soon(runtime.get(COUNTER, str(n)).execute, command)
         gc.collect()
-        heap_after, _ = tracemalloc.get_traced_memory()
-        rss_after = resident_set_bytes()
-        tracemalloc.stop()
-        live = max(runtime.registry.resident, 1)
+        after = tracemalloc.get_traced_memory()[0] if traced else resident_set_bytes()
+        if traced:
+            tracemalloc.stop()
+        return after - before, max(runtime.registry.resident, 1)
+
+
+async def run_resident_memory(store_url: str, aggregates: int) -> MemoryReport:
+    """Memory held per live, idle aggregate, measured twice.
+
+    `rss_bytes_per_aggregate` is the growth of the whole process, so it also
+    counts the store's caches (SQLite's page cache is not on the Python
+    heap) and the allocator's slack. `python_bytes_per_aggregate` counts the
+    Python heap alone (tracemalloc, in a second run on a second store, since
+    tracing inflates the process's own size): the actor, its task, mailbox,
+    state and bookkeeping.
+    """
+    rss_growth, live = await _activate_all(store_url, aggregates, traced=False)
+    heap_growth, _ = await _activate_all(_second_store(store_url), aggregates, traced=True)
     return MemoryReport(
         store=store_url,
         aggregates=live,
-        rss_before_mb=round(rss_before / 2**20, 1),
-        rss_after_mb=round(rss_after / 2**20, 1),
-        python_bytes_per_aggregate=round((heap_after - heap_before) / live),
-        rss_bytes_per_aggregate=round((rss_after - rss_before) / live),
+        rss_bytes_per_aggregate=round(rss_growth / live),
+        python_bytes_per_aggregate=round(heap_growth / live),
     )
+
+
+def _second_store(store_url: str) -> str:
+    if store_url.startswith("sqlite:"):
+        path, _, query = store_url.partition("?")
+        return f"{path}.traced" + (f"?{query}" if query else "")
+    return store_url

@@ -23,7 +23,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
@@ -38,6 +38,7 @@ from hostsmith.runtime._errors import (
     Rejected,
     RuntimeFault,
 )
+from hostsmith.runtime._mailbox import BoundedMailbox
 from hostsmith.runtime._reply import Reply
 
 log = logging.getLogger("hostsmith.runtime")
@@ -73,30 +74,28 @@ class Actor(Protocol):
         """Handle one message; the return value is the reply to an ask."""
 
 
-class Mailbox:
-    """The bounded channel pair behind one actor, kept across its restarts.
+class Mailbox(BoundedMailbox[Envelope]):
+    """The bounded mailbox behind one actor, kept across its restarts.
 
     `actor` is the incarnation currently serving it, once that incarnation
     is ready for work (None while it starts, after it crashed, or once it is
     gone); callers that can be served without a queue look there.
     """
 
-    __slots__ = ("actor", "inbox", "outbox")
+    __slots__ = ("actor",)
 
     def __init__(self, capacity: int = DEFAULT_MAILBOX_CAPACITY) -> None:
-        self.inbox: trio.MemorySendChannel[Envelope]
-        self.outbox: trio.MemoryReceiveChannel[Envelope]
-        self.inbox, self.outbox = trio.open_memory_channel[Envelope](capacity)
+        super().__init__(capacity)
         self.actor: Any = None
 
     def close(self) -> None:
         """Accept nothing more; the actor drains what is queued, then stops."""
-        self.inbox.close()
+        super().close()
         self.actor = None
 
     @property
     def depth(self) -> int:
-        return self.outbox.statistics().current_buffer_used
+        return len(self)
 
 
 class ActorRef:
@@ -179,7 +178,7 @@ class ActorRef:
             # Fast path: the mailbox has room, and the deadline service
             # bounds the wait without a cancel scope (see _deadlines).
             try:
-                self._mailbox.inbox.send_nowait(envelope)
+                self._mailbox.send_nowait(envelope)
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
             else:
@@ -198,7 +197,7 @@ class ActorRef:
         # closed mailbox means the runtime itself is shutting down.
         for _ in range(2):
             try:
-                await self._mailbox.inbox.send(envelope)
+                await self._mailbox.send(envelope)
                 return
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 if self._reactivate is None:
@@ -207,56 +206,11 @@ class ActorRef:
         raise ActorStopped(self.name)
 
 
-FAIRNESS_BURST = 64
-"""An actor yields to the scheduler at least once per this many messages,
-even when its mailbox never runs dry."""
-
-
-def drain(mailbox: Mailbox) -> AsyncIterator[Envelope]:
-    """Iterate over the mailbox's envelopes until it is closed and empty.
-
-    Unlike `async for` over the channel, a queued envelope is taken without
-    a trip through the scheduler; a full trip happens only when the mailbox
-    is empty, or after `FAIRNESS_BURST` envelopes in a row. (A class, not an
-    async generator, so that nothing is left to finalize when the actor's
-    task is cancelled or crashes mid-iteration.)
-    """
-    return _Drain(mailbox)
-
-
-class _Drain:
-    __slots__ = ("_burst", "_outbox")
-
-    def __init__(self, mailbox: Mailbox) -> None:
-        self._outbox = mailbox.outbox
-        self._burst = 0
-
-    def __aiter__(self) -> _Drain:
-        return self
-
-    async def __anext__(self) -> Envelope:
-        try:
-            envelope = self._outbox.receive_nowait()
-        except trio.WouldBlock:
-            self._burst = 0
-            try:
-                return await self._outbox.receive()
-            except trio.EndOfChannel:
-                raise StopAsyncIteration from None
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-        self._burst += 1
-        if self._burst >= FAIRNESS_BURST:
-            self._burst = 0
-            await trio.lowlevel.checkpoint()
-        return envelope
-
-
 async def run_actor(actor: Actor, mailbox: Mailbox, name: str) -> None:
     """The actor's task: start it, then handle envelopes until the mailbox closes."""
     await actor.on_start()
     scoped = cancels_on_deadline(actor)
-    async for envelope in drain(mailbox):
+    while (envelope := await mailbox.take()) is not None:
         await handle_envelope(actor, envelope, name, scoped=scoped)
 
 

@@ -41,7 +41,6 @@ snapshot whose version matches, replaying only the events after it.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -49,7 +48,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import trio
 
-from hostsmith.runtime._actor import Mailbox, drain
+from hostsmith.runtime._actor import Mailbox
 from hostsmith.runtime._envelope import Envelope, current_envelope
 from hostsmith.runtime._errors import (
     ActorCrashed,
@@ -162,7 +161,7 @@ class AggregateActor(Generic[S, C, E]):
         self.state: S = kind.initial(aggregate_id)
         self.version = 0
         self.recovered = False
-        self._recent: OrderedDict[str, Committed] | None = None
+        self._recent: dict[str, Committed] | None = None
         # Invariant: the aggregate is busy while `_in_flight` (events handed
         # to the journal, outcome unknown) or `_follow_up` (work only the
         # actor's task may do) is set. No command is decided while busy.
@@ -183,7 +182,7 @@ class AggregateActor(Generic[S, C, E]):
         self._mailbox = mailbox
         mailbox.actor = self
         try:
-            async for envelope in drain(mailbox):
+            while (envelope := await mailbox.take()) is not None:
                 # Holding a taken envelope counts as busy, so that a caller
                 # cannot overtake it through the idle fast path.
                 self._holding = True
@@ -354,7 +353,7 @@ class AggregateActor(Generic[S, C, E]):
             # The task may be parked on an empty mailbox: nudge it. If the
             # mailbox is full or closed, the task is not parked there.
             try:
-                self._mailbox.inbox.send_nowait(Envelope(_WAKE, "", ""))
+                self._mailbox.send_nowait(Envelope(_WAKE, "", ""))
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
 
@@ -373,10 +372,10 @@ class AggregateActor(Generic[S, C, E]):
     def _remember(self, command_id: str, committed: Committed) -> None:
         recent = self._recent
         if recent is None:
-            recent = self._recent = OrderedDict()
+            recent = self._recent = {}
         recent[command_id] = committed
         if len(recent) > self.kind.remembered_commands:
-            recent.popitem(last=False)
+            del recent[next(iter(recent))]  # dicts keep insertion order: the oldest
 
     # -- recovery -------------------------------------------------------------
 

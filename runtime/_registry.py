@@ -24,6 +24,7 @@ so queued messages survive the crash; the new incarnation replays the log.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import OrderedDict
@@ -152,7 +153,7 @@ class Registry:
                 # One aggregate can have a retiring and a new incarnation at
                 # once, so the child's name carries the incarnation number.
                 name=f"{resident.name}#{next(self._incarnations)}",
-                run=lambda task_status: self._run(resident),
+                run=functools.partial(self._run, resident),
                 restart=Restart.TRANSIENT,
                 stop=resident.mailbox.close,
             )
@@ -167,7 +168,7 @@ class Registry:
         self._retiring[resident.key] = resident
         resident.mailbox.close()
 
-    async def _run(self, resident: _Resident) -> None:
+    async def _run(self, resident: _Resident, task_status: object = None) -> None:
         previous, resident.previous = resident.previous, None
         if previous is not None and not previous.done:
             if previous.finished is None:
@@ -255,7 +256,7 @@ def _fail_queued(resident: _Resident, error: Exception) -> None:
     resident.mailbox.close()
     while True:
         try:
-            envelope = resident.mailbox.outbox.receive_nowait()
+            envelope = resident.mailbox.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return
         if envelope.reply is not None:

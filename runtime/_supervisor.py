@@ -32,7 +32,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -85,14 +85,28 @@ class RestartPolicy:
         return delay * (1 + self.jitter * (2 * rng.random() - 1))
 
 
-@dataclass(slots=True, eq=False)
 class _Child:
-    spec: ChildSpec
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    done: trio.Event = field(default_factory=trio.Event)
-    # Set when the supervisor itself stops the child: its exit is then expected
-    # and must not count as a failure or trigger a restart.
-    stopping: bool = False
+    __slots__ = ("_done", "finished", "scope", "spec", "stopping")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.scope = trio.CancelScope()
+        self.finished = False
+        self._done: trio.Event | None = None  # made only when someone waits
+        # Set when the supervisor itself stops the child: its exit is then
+        # expected and must not count as a failure or trigger a restart.
+        self.stopping = False
+
+    def mark_finished(self) -> None:
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
+
+    async def wait_finished(self) -> None:
+        if not self.finished:
+            if self._done is None:
+                self._done = trio.Event()
+            await self._done.wait()
 
 
 class Supervisor:
@@ -161,9 +175,9 @@ class Supervisor:
         if child.spec.stop is not None:
             child.spec.stop()
             with trio.move_on_after(self.policy.grace):
-                await child.done.wait()
+                await child.wait_finished()
         child.scope.cancel()
-        await child.done.wait()
+        await child.wait_finished()
 
     async def _run(
         self, child: _Child, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -178,7 +192,7 @@ class Supervisor:
         # A child that failed (or returned) before it started still counts as
         # started: its fate is now the restart policy's, not the starter's.
         status.started()
-        child.done.set()
+        child.mark_finished()
         if child.stopping or self._children.get(child.spec.name) is not child:
             return
         restart = child.spec.restart

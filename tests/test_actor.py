@@ -158,4 +158,4 @@ async def test_the_correlation_id_follows_the_conversation_across_actors() -> No
 
 def test_a_mailbox_is_bounded_as_asked() -> None:
     mailbox = Mailbox(3)
-    assert mailbox.outbox.statistics().max_buffer_size == 3
+    assert mailbox.statistics().max_buffer_size == 3

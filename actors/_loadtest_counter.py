@@ -172,9 +172,12 @@ def resident_set_bytes() -> int:
 
 async def _activate_all(store_url: str, aggregates: int, traced: bool) -> tuple[int, int]:
     """Make `aggregates` live aggregates with one command each; return (growth, live)."""
-    async with open_store(store_url) as store, open_runtime(
-        store, kinds=[COUNTER], max_resident=aggregates, idle_timeout=math.inf
-    ) as runtime:
+    async with (
+        open_store(store_url) as store,
+        open_runtime(
+            store, kinds=[COUNTER], max_resident=aggregates, idle_timeout=math.inf
+        ) as runtime,
+    ):
         command = Increment()
         gc.collect()
         if traced:

@@ -34,16 +34,22 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def print_version(requested: bool) -> None:
+    if requested:
+        console.print(f"hostsmith {importlib.metadata.version('hostsmith')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def hostsmith(
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=print_version
+        ),
     ] = False,
 ) -> None:
     """Provision and track cloud hosts for IBM Spectrum Symphony Host Factory."""
-    if version:
-        console.print(f"hostsmith {importlib.metadata.version('hostsmith')}")
-        raise typer.Exit()
 
 
 class Workload(enum.StrEnum):

@@ -90,3 +90,9 @@ def test_help_describes_the_commands() -> None:
     result = hostsmith("--help")
     assert result.returncode == 0
     assert "loadtest" in result.stdout
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = hostsmith("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("hostsmith ")

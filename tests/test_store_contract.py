@@ -16,6 +16,7 @@ from hostsmith.runtime import (
     append,
 )
 from hostsmith.stores import open_store
+from tests.conftest import BACKENDS, url_for
 
 
 def event(event_id: str, payload: str = "{}", **metadata: object) -> NewEvent:
@@ -145,9 +146,9 @@ async def test_checkpoints_round_trip(store: EventStore) -> None:
     assert await store.load_checkpoint("projection") == 42
 
 
-async def test_close_and_reopen_loses_nothing(store_url: str) -> None:
-    if store_url.startswith("memory"):
-        pytest.skip("memory:// keeps nothing across processes by design")
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])
+async def test_close_and_reopen_loses_nothing(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store_url = url_for(backend, tmp_path)  # memory:// keeps nothing by design
     async with open_store(store_url) as store:
         await append(store, "a", 0, [event("a1"), event("a2")])
         await store.save_snapshot(Snapshot(stream="a", version=2, state=b"{}"))

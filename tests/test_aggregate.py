@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -225,16 +226,7 @@ async def test_concurrent_commands_on_one_aggregate_are_decided_one_at_a_time() 
         assert sorted(DECISIONS) == list(range(50))
 
 
-SNAPSHOTTED = AggregateKind(
-    name="account",
-    initial=lambda _id: Account(),
-    decide=decide,
-    evolve=evolve,
-    events=EVENTS,
-    state_type=Account,
-    snapshot_every=10,
-    snapshot_version=2,
-)
+SNAPSHOTTED = dataclasses.replace(ACCOUNT, snapshot_every=10, snapshot_version=2)
 
 
 async def test_activation_replays_only_the_tail_after_a_snapshot(
@@ -259,16 +251,7 @@ async def test_a_snapshot_of_an_old_schema_forces_a_full_replay(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MemoryStore()
-    older = AggregateKind(
-        name="account",
-        initial=lambda _id: Account(),
-        decide=decide,
-        evolve=evolve,
-        events=EVENTS,
-        state_type=Account,
-        snapshot_every=10,
-        snapshot_version=1,
-    )
+    older = dataclasses.replace(SNAPSHOTTED, snapshot_version=1)
     async with open_runtime(store, kinds=[older]) as runtime:
         for _ in range(12):
             await runtime.get(older, "a").execute(Deposit(1))

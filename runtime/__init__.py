@@ -18,6 +18,11 @@ from hostsmith.runtime._aggregate import (
     Committed as Committed,
     Inspect as Inspect,
 )
+from hostsmith.runtime._circuit import (
+    CircuitBreaker as CircuitBreaker,
+    CircuitOpen as CircuitOpen,
+    CircuitState as CircuitState,
+)
 from hostsmith.runtime._envelope import (
     Envelope as Envelope,
     current_correlation_id as current_correlation_id,
@@ -90,6 +95,9 @@ __all__ = [
     "Appended",
     "AskTimeout",
     "ChildSpec",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "CircuitState",
     "Committed",
     "ConflictError",
     "DuplicateEventError",

@@ -1,0 +1,127 @@
+"""The simulated cloud: realistic behaviour, and the same behaviour for the same seed."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import trio
+import trio.testing
+
+from hostsmith.actors._provider import PermanentProviderError, TransientProviderError
+from hostsmith.actors._sim import SimProvider, SimSettings
+from hostsmith.actors._templates import Template
+
+ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
+ON_DEMAND = Template(
+    template_id="OnDemand", max_number=100, attributes=ATTRIBUTES, image_id="ami-1"
+)
+SPOT = Template(
+    template_id="Spot", max_number=100, attributes=ATTRIBUTES, price_type="spot", fleet_role="role"
+)
+EPOCH = 1_700_000_000.0
+
+
+def sim(path: pathlib.Path, **settings: object) -> SimProvider:
+    return SimProvider(
+        path / "cloud.db", SimSettings(**settings), clock=lambda: EPOCH + trio.current_time()
+    )  # type: ignore[arg-type]
+
+
+async def test_machines_boot_then_run_then_shut_down(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    cloud = sim(tmp_path, boot_time=3.0, shutdown_time=2.0, latency=0.1)
+    provisioned = await cloud.provision("req-1", ON_DEMAND, 2)
+    ids = [m.machine_id for m in provisioned.machines]
+    assert [m.state for m in provisioned.machines] == ["pending", "pending"]
+    assert all(
+        m.name.startswith("ip-10-") and m.name.endswith(".sim.internal")
+        for m in provisioned.machines
+    )
+    assert all(
+        m.name == f"ip-{m.private_ip.replace('.', '-')}.sim.internal" for m in provisioned.machines
+    )
+
+    await trio.sleep(3)
+    assert {c.state for c in await cloud.describe(ids)} == {"running"}
+    await cloud.terminate(ids)
+    assert {c.state for c in await cloud.describe(ids)} == {"shutting-down"}
+    await trio.sleep(2)
+    assert {c.state for c in await cloud.describe(ids)} == {"terminated"}
+
+
+async def test_provisioning_is_idempotent_per_request(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    cloud = sim(tmp_path)
+    first = await cloud.provision("req-1", ON_DEMAND, 3)
+    again = await cloud.provision("req-1", ON_DEMAND, 3)
+    assert [m.machine_id for m in again.machines] == [m.machine_id for m in first.machines]
+    other_process = sim(tmp_path)  # one cloud, seen from another process
+    assert [
+        m.machine_id for m in (await other_process.provision("req-1", ON_DEMAND, 3)).machines
+    ] == [m.machine_id for m in first.machines]
+
+
+async def test_capacity_runs_out_and_requests_are_partly_fulfilled(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    cloud = sim(tmp_path, capacity=5)
+    assert len((await cloud.provision("req-1", ON_DEMAND, 3)).machines) == 3
+    assert len((await cloud.provision("req-2", ON_DEMAND, 3)).machines) == 2
+    with pytest.raises(TransientProviderError, match=r"^InsufficientInstanceCapacity"):
+        await cloud.provision("req-3", ON_DEMAND, 1)
+
+
+async def test_calls_fail_at_the_configured_rate_and_the_same_seed_fails_the_same_calls(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    async def failures(cloud: SimProvider) -> list[int]:
+        failed = []
+        for n in range(200):
+            try:
+                await cloud.provision(f"req-{n}", ON_DEMAND, 1)
+            except TransientProviderError:
+                failed.append(n)
+        return failed
+
+    first = await failures(sim(tmp_path / "a", failure_rate=0.3, seed=7))
+    second = await failures(sim(tmp_path / "b", failure_rate=0.3, seed=7))
+    other_seed = await failures(sim(tmp_path / "c", failure_rate=0.3, seed=8))
+    assert first == second
+    assert first != other_seed
+    assert 40 <= len(first) <= 80
+
+
+async def test_a_bad_image_is_a_permanent_error_with_the_clouds_message(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    bad = Template(template_id="Bad", max_number=1, attributes=ATTRIBUTES, image_id="ami-bad0")
+    with pytest.raises(
+        PermanentProviderError,
+        match=r"^InvalidAMIID.NotFound: The image id '\[ami-bad0\]' does not exist$",
+    ):
+        await sim(tmp_path).provision("req-1", bad, 1)
+
+
+async def test_spot_machines_are_reclaimed_with_notice(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    cloud = sim(
+        tmp_path, spot_reclaim_rate=1.0, spot_lifetime=600.0, reclaim_notice=120, boot_time=3.0
+    )
+    machines = (await cloud.provision("req-1", SPOT, 3)).machines
+        n.grace_period <= 120 for n in await cloud.reclaim_notices()
+    )
+
+    seen: dict[str, int] = {}
+    for _ in range(70):  # ten-second steps through the machines' whole life
+        await trio.sleep(10)
+        for notice in await cloud.reclaim_notices():
+            seen.setdefault(notice.machine_id, notice.grace_period)
+    assert set(seen) == {m.machine_id for m in machines}
+    assert all(0 <= grace <= 120 for grace in seen.values())
+    states = await cloud.describe([m.machine_id for m in machines])
+    assert {c.state for c in states} == {"terminated"}
+    assert {c.message for c in states} == {"reclaimed by the cloud (spot interruption)"}

@@ -1,0 +1,296 @@
+"""The Host Factory service: the five calls, and the driver that sees requests through.
+
+`HostFactory` answers Host Factory's calls with plain dicts in Host
+Factory's JSON shapes (HOSTFACTORY.md); the HTTP API and the `hf` command
+only move those dicts around.
+
+Requests are seen through by a driver, a process manager: a subscription
+over the event log notices every request that is opened, and one task per
+unsettled request provisions (or terminates) through the provider gateway,
+records what the cloud reports on the request aggregate, and arms the
+request's deadline. Because the driver learns about requests from the log,
+a daemon that restarts after a crash catches up from the log and resumes
+every request that was not settled; provisioning is idempotent per request
+id, so resuming never creates machines twice.
+
+Capacity: a request reserves its machines on the template's capacity
+aggregate before it is opened (that is where `maxNumber` is enforced), and
+gives back what it did not get when it settles. A return request gives the
+returned machines' capacity back to the requests that acquired them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import trio
+
+from hostsmith.actors._gateway import Gateway
+from hostsmith.actors._provider import PermanentProviderError, ProviderError
+from hostsmith.actors._requests import (
+    REQUEST,
+    AcquireOpened,
+    CheckDeadline,
+    Machine,
+    MachinesLaunched,
+    OpenAcquire,
+    OpenReturn,
+    RecordFailure,
+    RecordLaunched,
+    RecordStates,
+    Request,
+    ReturnOpened,
+    evolve,
+    to_host_factory,
+)
+from hostsmith.actors._templates import CAPACITY, Release, Reserve, Template
+from hostsmith.runtime import CircuitOpen, Rejected, Runtime, StoredEvent
+
+log = logging.getLogger("hostsmith.service")
+
+
+class HostFactoryError(Exception):
+    """A call that cannot be served; the message is what Host Factory shows."""
+
+
+class MachineRef(msgspec.Struct, frozen=True):
+    name: str = ""
+    machine_id: str = msgspec.field(default="", name="machineId")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    request_timeout: float = 1800.0
+    """Seconds an acquire or return request may take before it times out."""
+    poll_interval: float = 5.0
+    """Seconds between the driver's looks at the cloud for one request."""
+
+
+class HostFactory:
+    def __init__(
+        self,
+        runtime: Runtime,
+        gateway: Gateway,
+        templates: dict[str, Template],
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runtime = runtime
+        self.gateway = gateway
+        self.templates = templates
+        self.settings = settings or Settings()
+        self.clock = clock
+        # Projections, rebuilt from the log at start by the subscription.
+        self.requests: dict[str, Request] = {}
+        self.owner_of_machine: dict[str, str] = {}  # machine id -> acquire request id
+        self.machine_by_name: dict[str, Machine] = {}
+        self._driving: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+
+    # -- the five Host Factory calls --------------------------------------------
+
+    async def get_available_templates(self) -> dict[str, Any]:
+        listed = []
+        for template in self.templates.values():
+            capacity = await self.runtime.get(CAPACITY, template.template_id).state()
+            entry = msgspec.to_builtins(template)
+            entry["attributes"] = {k: list(v) for k, v in template.attributes.items()}
+            entry["availableNumber"] = capacity.available(template.limit)
+            listed.append(entry)
+        return {"templates": listed, "message": "Get available templates success."}
+
+    async def request_machines(self, template_id: str, count: int) -> dict[str, Any]:
+        template = self.templates.get(template_id)
+        if template is None:
+            known = ", ".join(sorted(self.templates)) or "none are configured"
+            raise HostFactoryError(f"unknown templateId {template_id!r} (known: {known})")
+        request_id = f"req-{uuid.uuid4()}"
+        try:
+            await self.runtime.get(CAPACITY, template_id).execute(
+                Reserve(request_id, count, template.limit), command_id=f"{request_id}/reserve"
+            )
+        except Rejected as rejection:
+            raise HostFactoryError(str(rejection)) from None
+        now = self.clock()
+        try:
+            await self.runtime.get(REQUEST, request_id).execute(
+                OpenAcquire(
+                    template_id=template_id,
+                    count=count,
+                    deadline=now + self.settings.request_timeout,
+                    opened_at=now,
+                ),
+                command_id=f"{request_id}/open",
+            )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._release(request_id, template_id, count)
+            raise
+        return {"requestId": request_id, "message": "Request VM success."}
+
+    async def request_return_machines(self, machines: Sequence[MachineRef]) -> dict[str, Any]:
+        if not machines:
+            raise HostFactoryError("requestReturnMachines needs at least one machine")
+        known = []
+        for ref in machines:
+            machine = self._find(ref)
+            if machine is None:
+                raise HostFactoryError(
+                    f"machine {ref.machine_id or ref.name!r} was not provisioned by hostsmith"
+                )
+            known.append(machine)
+        request_id = f"ret-{uuid.uuid4()}"
+        now = self.clock()
+        await self.runtime.get(REQUEST, request_id).execute(
+            OpenReturn(
+                machines=tuple(known), deadline=now + self.settings.request_timeout, opened_at=now
+            ),
+            command_id=f"{request_id}/open",
+        )
+        return {"requestId": request_id, "message": "Delete VM success."}
+
+    async def get_request_status(self, request_ids: Sequence[str]) -> dict[str, Any]:
+        answers = []
+        for request_id in request_ids:
+            state = self.requests.get(request_id)
+            if state is None and request_id.startswith(("req-", "ret-")):
+                state = await self.runtime.get(REQUEST, request_id).state()
+            answers.append(to_host_factory(state or Request(request_id=request_id)))
+        return {"requests": answers, "message": ""}
+
+    async def get_return_requests(self, machines: Sequence[MachineRef]) -> dict[str, Any]:
+        held = {m.machine_id: m for m in (self._find(ref) for ref in machines) if m is not None}
+        notices = {n.machine_id: n for n in await self.gateway.reclaim_notices()}
+        gone = []
+        if held:
+            for change in await self.gateway.describe(list(held)):
+                if change.state == "terminated" and change.machine_id not in notices:
+                    gone.append(change.machine_id)
+        listed = [
+            {"machine": held[machine_id].name, "gracePeriod": notice.grace_period}
+            for machine_id, notice in notices.items()
+            if machine_id in held
+        ]
+        listed += [{"machine": held[machine_id].name, "gracePeriod": 0} for machine_id in gone]
+        return {"message": "Machines to return.", "requests": listed}
+
+    def _find(self, ref: MachineRef) -> Machine | None:
+        if ref.machine_id and ref.machine_id in self.owner_of_machine:
+            owner = self.requests[self.owner_of_machine[ref.machine_id]]
+            return owner.machines.get(ref.machine_id)
+        return self.machine_by_name.get(ref.name) if ref.name else None
+
+    # -- projections and the driver ---------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Rebuild the projections from the log, then drive requests until cancelled."""
+        async with trio.open_nursery() as nursery:
+            subscription = await self.runtime.subscribe(
+                f"hostfactory-{uuid.uuid4()}", self._apply, poll_interval=1.0
+            )
+            await subscription.caught_up.wait()
+            self._nursery = nursery
+            for request_id, state in self.requests.items():
+                if not state.settled:
+                    self._drive(request_id)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _apply(self, events: Sequence[StoredEvent]) -> None:
+        decode = REQUEST.events.decode
+        for stored in events:
+            if not stored.stream.startswith("request-"):
+                continue
+            request_id = stored.stream.removeprefix("request-")
+            event = decode(stored.type, stored.schema_version, stored.data)
+            state = self.requests.get(request_id) or Request(request_id=request_id)
+            state = self.requests[request_id] = evolve(state, event)
+            if isinstance(event, MachinesLaunched):
+                for machine in event.machines:
+                    self.owner_of_machine[machine.machine_id] = request_id
+            if state.kind == "acquire":
+                for machine in state.machines.values():
+                    self.machine_by_name[machine.name] = machine
+            if isinstance(event, AcquireOpened | ReturnOpened):
+                self._drive(request_id)
+
+    def _drive(self, request_id: str) -> None:
+        if self._nursery is not None and request_id not in self._driving:
+            self._driving.add(request_id)
+            self._nursery.start_soon(self._see_through, request_id)
+
+    async def _see_through(self, request_id: str) -> None:
+        request = self.runtime.get(REQUEST, request_id)
+        try:
+            while True:
+                state = await request.state()
+                if state.settled:
+                    await self._settle_capacity(state)
+                    return
+                try:
+                    await self._step(request_id, state)
+                except PermanentProviderError as refusal:
+                    await request.execute(RecordFailure(str(refusal)))
+                    continue
+                except (ProviderError, CircuitOpen, trio.TooSlowError) as trouble:
+                    log.warning("request %s: the provider is in trouble: %s", request_id, trouble)
+                await request.execute(CheckDeadline(self.clock()))
+                if not (await request.state()).settled:
+                    await trio.sleep(self._pause(state))
+        finally:
+            self._driving.discard(request_id)
+
+    def _pause(self, state: Request) -> float:
+        left = state.deadline - self.clock()
+        return max(0.0, min(self.settings.poll_interval, left if math.isfinite(left) else math.inf))
+
+    async def _step(self, request_id: str, state: Request) -> None:
+        request = self.runtime.get(REQUEST, request_id)
+        if state.kind == "acquire" and not state.launches_final:
+            template = self.templates.get(state.template_id)
+            if template is None:
+                await request.execute(
+                    RecordFailure(f"template {state.template_id!r} is no longer configured")
+                )
+                return
+            provisioned = await self.gateway.provision(request_id, template, state.count)
+            await request.execute(
+                RecordLaunched(machines=provisioned.machines, final=provisioned.final)
+            )
+            return
+        goal = "running" if state.kind == "acquire" else "terminated"
+        waiting = [m.machine_id for m in state.machines.values() if m.state not in (goal, "failed")]
+        if not waiting:
+            return
+        if state.kind == "return":
+            await self.gateway.terminate(waiting)
+        changes = await self.gateway.describe(waiting)
+        if changes:
+            await request.execute(RecordStates(tuple(changes)))
+
+    async def _settle_capacity(self, state: Request) -> None:
+        if state.kind == "acquire":
+            running = sum(1 for m in state.machines.values() if m.state == "running")
+            await self._release(state.request_id, state.template_id, state.count - running)
+            return
+        per_owner: dict[str, int] = {}
+        for machine in state.machines.values():
+            owner = self.owner_of_machine.get(machine.machine_id)
+            if owner is not None and machine.state == "terminated":
+                per_owner[owner] = per_owner.get(owner, 0) + 1
+        for owner, count in per_owner.items():
+            owner_state = self.requests.get(owner)
+            if owner_state is not None:
+                await self._release(owner, owner_state.template_id, count, by=state.request_id)
+
+    async def _release(self, request_id: str, template_id: str, count: int, by: str = "") -> None:
+        if count > 0:
+            await self.runtime.get(CAPACITY, template_id).execute(
+                Release(request_id, count), command_id=f"{request_id}/release/{by or 'settle'}"
+            )

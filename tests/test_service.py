@@ -1,0 +1,209 @@
+"""The Host Factory service end to end in one process, on virtual time and the simulated cloud."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from hostsmith.actors._gateway import Gateway, GatewayPolicy
+from hostsmith.actors._requests import REQUEST
+from hostsmith.actors._service import HostFactory, HostFactoryError, MachineRef, Settings
+from hostsmith.actors._sim import SimProvider, SimSettings
+from hostsmith.actors._templates import CAPACITY, Template
+from hostsmith.runtime import CircuitState, open_runtime
+from hostsmith.runtime.testing import MemoryStore
+
+ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
+TEMPLATES = {
+    "OnDemand": Template(template_id="OnDemand", max_number=100, attributes=ATTRIBUTES),
+    "Spot": Template(
+        template_id="Spot", max_number=10, attributes=ATTRIBUTES, price_type="spot", fleet_role="r"
+    ),
+    "Broken": Template(
+        template_id="Broken", max_number=5, attributes=ATTRIBUTES, image_id="ami-bad1"
+    ),
+}
+EPOCH = 1_700_000_000.0
+
+
+def epoch() -> float:
+    return EPOCH + trio.current_time()
+
+
+async def start_service(
+    tmp_path: pathlib.Path, nursery: trio.Nursery, store: MemoryStore | None = None, **sim: Any
+) -> HostFactory:
+    runtime_cm = open_runtime(store or MemoryStore(), kinds=[CAPACITY, REQUEST])
+    runtime = await nursery_enter(nursery, runtime_cm)
+    cloud = SimProvider(tmp_path / "sim.db", SimSettings(**sim), clock=epoch)
+    gateway = Gateway(
+        cloud, GatewayPolicy(call_timeout=5.0, attempts=6, failure_threshold=5, reset_timeout=30.0)
+    )
+    service = HostFactory(
+        runtime, gateway, TEMPLATES, Settings(request_timeout=600, poll_interval=2), clock=epoch
+    )
+    await nursery.start(service.run)
+    return service
+
+
+async def nursery_enter(nursery: trio.Nursery, manager: Any) -> Any:
+    """Run an async context manager for the nursery's lifetime; return what it yields."""
+
+    async def hold(task_status: trio.TaskStatus[Any]) -> None:
+        async with manager as value:
+            task_status.started(value)
+            await trio.sleep_forever()
+
+    return await nursery.start(hold)
+
+
+async def wait_for_status(
+    service: HostFactory, request_id: str, status: str, limit: float = 3600
+) -> dict[str, Any]:
+    with trio.fail_after(limit):
+        while True:
+            (entry,) = (await service.get_request_status([request_id]))["requests"]
+            if entry["status"] == status:
+                return entry
+            await trio.sleep(1)
+
+
+@pytest.fixture
+async def nursery_() -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def test_acquire_and_return_three_machines(tmp_path, nursery_, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    asked = await service.request_machines("OnDemand", 3)
+    assert asked["message"] == "Request VM success."
+    assert asked["requestId"].startswith("req-")
+
+    done = await wait_for_status(service, asked["requestId"], "complete")
+    assert [m["result"] for m in done["machines"]] == ["succeed"] * 3
+    assert all(
+        m["name"].endswith(".sim.internal") and m["privateIpAddress"] for m in done["machines"]
+    )
+    templates = {t["templateId"]: t for t in (await service.get_available_templates())["templates"]}
+    assert templates["OnDemand"]["availableNumber"] == 97
+
+    returned = await service.request_return_machines(
+        [MachineRef(m["name"], m["machineId"]) for m in done["machines"]]
+    )
+    assert returned["requestId"].startswith("ret-")
+    finished = await wait_for_status(service, returned["requestId"], "complete")
+    assert [m["result"] for m in finished["machines"]] == ["succeed"] * 3
+    await trio.testing.wait_all_tasks_blocked()
+    templates = {t["templateId"]: t for t in (await service.get_available_templates())["templates"]}
+    assert templates["OnDemand"]["availableNumber"] == 100
+
+
+async def test_an_unknown_request_id_gets_its_own_error_entry(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    answer = await service.get_request_status(["req-nope", "garbage"])
+    assert [(r["requestId"], r["status"], r["message"]) for r in answer["requests"]] == [
+        ("req-nope", "complete_with_error", "request req-nope is unknown"),
+        ("garbage", "complete_with_error", "request garbage is unknown"),
+    ]
+
+
+async def test_max_number_holds_under_200_racing_requests(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    granted, refused = [], []
+
+    async def ask() -> None:
+        try:
+            granted.append((await service.request_machines("Spot", 1))["requestId"])
+        except HostFactoryError as refusal:
+            refused.append(str(refusal))
+
+    async with trio.open_nursery() as racers:
+        for _ in range(200):
+            racers.start_soon(ask)
+    assert len(granted) == 10
+    assert set(refused) == {"template Spot has 0 of 10 machines available; cannot provision 1"}
+
+
+async def test_every_request_completes_at_a_30_percent_transient_failure_rate(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_, failure_rate=0.3, seed=3)
+    ids = [(await service.request_machines("OnDemand", 2))["requestId"] for _ in range(20)]
+    for request_id in ids:
+        await wait_for_status(service, request_id, "complete")
+    assert service.gateway.retries > 0
+
+
+async def test_a_permanent_error_fails_the_request_with_the_providers_message(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    request_id = (await service.request_machines("Broken", 1))["requestId"]
+    entry = await wait_for_status(service, request_id, "complete_with_error")
+    assert entry["message"] == "InvalidAMIID.NotFound: The image id '[ami-bad1]' does not exist"
+
+
+async def test_a_sustained_outage_opens_the_circuit_and_it_recovers(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_, failure_rate=1.0)
+    request_id = (await service.request_machines("OnDemand", 1))["requestId"]
+    await trio.sleep(20)
+    assert service.gateway.breaker.state is CircuitState.OPEN
+    calls_while_open = service.gateway.provider.calls  # type: ignore[attr-defined]
+    await trio.sleep(25)
+    assert service.gateway.provider.calls - calls_while_open <= 2  # type: ignore[attr-defined]
+
+    service.gateway.provider.settings = SimSettings()  # type: ignore[attr-defined]  # the outage ends
+    await wait_for_status(service, request_id, "complete")
+    assert service.gateway.breaker.state is CircuitState.CLOSED
+
+
+async def test_bad_requests_are_refused_with_a_clear_message(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    with pytest.raises(
+        HostFactoryError, match=r"^unknown templateId 'Nope' \(known: Broken, OnDemand, Spot\)$"
+    ):
+        await service.request_machines("Nope", 1)
+    with pytest.raises(HostFactoryError, match=r"^machineCount must be at least 1, not 0$"):
+        await service.request_machines("OnDemand", 0)
+    with pytest.raises(
+        HostFactoryError,
+        match=r"^template OnDemand has 100 of 100 machines available; cannot provision 101$",
+    ):
+        await service.request_machines("OnDemand", 101)
+    with pytest.raises(
+        HostFactoryError, match=r"^machine 'i-unknown' was not provisioned by hostsmith$"
+    ):
+        await service.request_return_machines([MachineRef("", "i-unknown")])
+
+
+async def test_a_reclaimed_spot_machine_is_listed_with_its_grace_period(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(
+        tmp_path, nursery_, spot_reclaim_rate=1.0, spot_lifetime=400, reclaim_notice=120
+    )
+    done = await wait_for_status(
+        service, (await service.request_machines("Spot", 2))["requestId"], "complete"
+    )
+    held = [MachineRef(m["name"], m["machineId"]) for m in done["machines"]]
+    with trio.fail_after(4000):
+        while not (answer := await service.get_return_requests(held))["requests"]:  # noqa: ASYNC110 - Host Factory polls
+            await trio.sleep(5)
+    first = answer["requests"][0]
+    assert first["machine"] in {m.name for m in held}
+    assert 0 <= first["gracePeriod"] <= 120

@@ -188,19 +188,43 @@ class HostFactory:
 
     # -- projections and the driver ---------------------------------------------
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rebuild the projections from the log, then drive requests until cancelled."""
+    async def run(
+        self, drive: bool = True, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Rebuild the projections from the log; then, if `drive`, see requests through."""
         async with trio.open_nursery() as nursery:
             subscription = await self.runtime.subscribe(
                 f"hostfactory-{uuid.uuid4()}", self._apply, poll_interval=1.0
             )
             await subscription.caught_up.wait()
-            self._nursery = nursery
-            for request_id, state in self.requests.items():
-                if not state.settled:
-                    self._drive(request_id)
+            if drive:
+                self._nursery = nursery
+                for request_id, state in self.requests.items():
+                    if not state.settled:
+                        self._drive(request_id)
             task_status.started()
             await trio.sleep_forever()
+
+    async def advance(self, request_ids: Sequence[str]) -> None:
+        """Take one step on each of these unsettled requests (for one-shot commands)."""
+        for request_id in request_ids:
+            if not request_id.startswith(("req-", "ret-")):
+                continue
+            request = self.runtime.get(REQUEST, request_id)
+            state = await request.state()
+            if state.kind is None:
+                continue
+            if not state.settled:
+                try:
+                    await self._step(request_id, state)
+                except PermanentProviderError as refusal:
+                    await request.execute(RecordFailure(str(refusal)))
+                except (ProviderError, CircuitOpen, trio.TooSlowError) as trouble:
+                    log.warning("request %s: the provider is in trouble: %s", request_id, trouble)
+                await request.execute(CheckDeadline(self.clock()))
+                state = await request.state()
+            if state.settled:
+                await self._settle_capacity(state)
 
     async def _apply(self, events: Sequence[StoredEvent]) -> None:
         decode = REQUEST.events.decode

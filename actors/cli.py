@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import enum
 import importlib.metadata
+import logging
+import pathlib
 import sys
-from typing import Annotated, NoReturn
+import time
+from typing import Annotated, Any, NoReturn
 
+import httpx
 import msgspec
 import trio
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hostsmith.actors._app import open_application
+from hostsmith.actors._config import Config, ConfigError, describe, load_config
+from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
+from hostsmith.actors._logging import configure_logging
 from hostsmith.actors._process import tune_garbage_collector
-from hostsmith.runtime import RuntimeFault
+from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
+from hostsmith.actors._service import HostFactoryError
+from hostsmith.actors._templates import TemplateError, load_templates
+from hostsmith.runtime import RuntimeFault, StoredEvent
+from hostsmith.stores import open_store
 
 app = typer.Typer(
     name="hostsmith",
@@ -100,6 +112,177 @@ def loadtest(
     except RuntimeFault as fault:
         fail(str(fault))
     show(report, as_json)
+
+
+ConfigOption = Annotated[
+    pathlib.Path | None,
+    typer.Option("--config", "-c", help="TOML config file (HOSTSMITH_* variables override it)."),
+]
+
+
+def configuration(path: pathlib.Path | None) -> Config:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        fail(str(error))
+    return config
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default 8642).")] = None,
+) -> None:
+    """Run the daemon: the Host Factory HTTP API on the configured store and provider."""
+    settings = configuration(config)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        settings = msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(settings.server, **overrides)
+        )
+    configure_logging(settings.log)
+    tune_garbage_collector()
+    try:
+        trio.run(serve_daemon, settings)
+    except (ConfigError, RuntimeFault, TemplateError, OSError) as error:
+        fail(str(error))
+
+
+@app.command()
+def hf(
+    command: Annotated[str, typer.Argument(help=f"One of: {', '.join(COMMANDS)}.")],
+    file: Annotated[
+        pathlib.Path | None, typer.Option("--file", "-f", help="Read the JSON input from FILE.")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="The JSON input itself.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="A running daemon (default: HOSTSMITH_URL or config url).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Speak Host Factory's provider protocol: JSON in, JSON out, as the HF scripts expect."""
+    if command not in COMMANDS:
+        hf_fail(f"unknown command {command!r}: use one of {', '.join(COMMANDS)}")
+    if file is not None:
+        try:
+            body = file.read_bytes()
+        except OSError as error:
+            hf_fail(f"cannot read input file {file}: {error.strerror}")
+    else:
+        body = (data or "").encode()
+    try:
+        settings = load_config(config)
+    except ConfigError as error:
+        hf_fail(str(error))
+    target = url or settings.url
+    if target:
+        status, answer_bytes = hf_remote(target, command, body, settings.server.token)
+        print_json(answer_bytes)
+        raise typer.Exit(0 if status == 200 else 1)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        result = trio.run(hf_in_process, settings, command, body)
+    except HostFactoryError as refusal:
+        hf_fail(str(refusal))
+    except (ConfigError, RuntimeFault, TemplateError, OSError) as error:
+        hf_fail(str(error))
+    print_json(msgspec.json.encode(result))
+
+
+def hf_fail(message: str) -> NoReturn:
+    print_json(msgspec.json.encode({"message": message}))
+    raise typer.Exit(1)
+
+
+def print_json(body: bytes) -> None:
+    try:
+        text = msgspec.json.format(body, indent=2).decode()
+    except msgspec.DecodeError:
+        text = msgspec.json.encode({"message": body.decode(errors="replace")}).decode()
+    sys.stdout.write(text + "\n")
+
+
+def hf_remote(url: str, command: str, body: bytes, token: str) -> tuple[int, bytes]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/api/v1/{command}", content=body, headers=headers, timeout=60
+        )
+    except httpx.HTTPError as error:
+        hf_fail(f"cannot reach the hostsmith daemon at {url}: {error}")
+    return response.status_code, response.content
+
+
+async def hf_in_process(config: Config, command: str, body: bytes) -> dict[str, Any]:
+    async with open_application(config, drive=False) as application:
+        service = application.service
+        given = decode(command, body)
+        if isinstance(given, RequestStatus):
+            ids = [
+                r.request_id
+                for r in (given.requests if isinstance(given.requests, list) else [given.requests])
+            ]
+            await service.advance(ids)
+        result = await answer(service, command, body)
+        if command == "requestMachines":
+            await service.advance([result["requestId"]])
+        return result
+
+
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Print the effective configuration, or name the bad key and why."""
+    settings = configuration(config)
+    try:
+        load_templates(settings.templates_path)
+    except TemplateError as error:
+        fail(str(error))
+    sys.stdout.write(
+        msgspec.json.format(msgspec.json.encode(describe(settings)), indent=2).decode() + "\n"
+    )
+
+
+@app.command()
+def events(
+    stream: Annotated[
+        str, typer.Argument(help="A stream, e.g. request-req-… or template-OnDemand.")
+    ],
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> None:
+    """The audit trail of one stream: every event's time, version, type and correlation id."""
+    settings = configuration(config)
+    try:
+        stored = trio.run(read_stream, settings.store_url, stream)
+    except RuntimeFault as error:
+        fail(str(error))
+    if not stored:
+        fail(f"stream {stream!r} has no events in {settings.store_url}")
+    if as_json:
+        for event in stored:
+            entry = msgspec.structs.asdict(event)
+            entry["data"] = msgspec.json.decode(event.data)
+            sys.stdout.write(msgspec.json.encode(entry).decode() + "\n")
+        return
+    table = Table("version", "time (UTC)", "type", "correlation id", "data")
+    for event in stored:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.recorded_at))
+        table.add_row(
+            str(event.version), when, event.type, event.correlation_id, event.data.decode()
+        )
+    console.print(table)
+
+
+async def read_stream(url: str, stream: str) -> list[StoredEvent]:
+    async with open_store(url) as store:
+        return await store.read(stream)
 
 
 def show(report: msgspec.Struct, as_json: bool) -> None:

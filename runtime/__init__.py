@@ -25,6 +25,7 @@ from hostsmith.runtime._circuit import (
 )
 from hostsmith.runtime._envelope import (
     Envelope as Envelope,
+    correlation as correlation,
     current_correlation_id as current_correlation_id,
 )
 from hostsmith.runtime._errors import (
@@ -126,6 +127,7 @@ __all__ = [
     "SupervisorEscalated",
     "UnknownEventType",
     "append",
+    "correlation",
     "current_correlation_id",
     "new_id",
     "open_runtime",

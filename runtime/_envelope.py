@@ -20,8 +20,10 @@ hand.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
+from collections.abc import Iterator
 
 import msgspec
 
@@ -43,6 +45,24 @@ current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextV
 )
 
 
+_ambient_correlation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "hostsmith_ambient_correlation", default=None
+)
+
+
+@contextlib.contextmanager
+def correlation(correlation_id: str) -> Iterator[None]:
+    """Messages sent inside this block, outside any actor, carry `correlation_id`.
+
+    This is how an edge (an HTTP call, a CLI run) names its conversation.
+    """
+    token = _ambient_correlation.set(correlation_id)
+    try:
+        yield
+    finally:
+        _ambient_correlation.reset(token)
+
+
 def wrap(
     payload: object,
     *,
@@ -55,7 +75,10 @@ def wrap(
     parent = current_envelope.get()
     cid = command_id or new_id()
     if correlation_id is None:
-        correlation_id = parent.correlation_id if parent is not None else cid
+        if parent is not None:
+            correlation_id = parent.correlation_id
+        else:
+            correlation_id = _ambient_correlation.get() or cid
     return Envelope(
         payload,
         cid,
@@ -69,4 +92,4 @@ def wrap(
 def current_correlation_id() -> str | None:
     """The correlation id of the message being handled by this task, if any."""
     parent = current_envelope.get()
-    return parent.correlation_id if parent is not None else None
+    return parent.correlation_id if parent is not None else _ambient_correlation.get()

@@ -106,6 +106,11 @@ class Registry:
         return self._supervisor.restarts if self._supervisor is not None else 0
 
     @property
+    def queued_messages(self) -> int:
+        """Messages waiting in the mailboxes of live actors."""
+        return sum(len(resident.mailbox) for resident in self._live.values())
+
+    @property
     def resident(self) -> int:
         return len(self._live)
 

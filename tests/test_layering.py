@@ -89,6 +89,7 @@ def test_the_runtime_public_surface_is_pinned() -> None:
             "SupervisorEscalated",
             "UnknownEventType",
             "append",
+            "correlation",
             "current_correlation_id",
             "new_id",
             "open_runtime",

@@ -118,6 +118,10 @@ def load_config(
         raise ConfigError(f"{source}: {error}") from None
 
 
+NOT_SETTINGS = {"HOSTSMITH_CONFIG", "HOSTSMITH_BIN"}
+"""Variables the Host Factory scripts read themselves."""
+
+
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     sections = {
         field.name: field.type
@@ -125,7 +129,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
     }
     for name, value in environ.items():
-        if not name.startswith("HOSTSMITH_"):
+        if not name.startswith("HOSTSMITH_") or name in NOT_SETTINGS:
             continue
         key = name.removeprefix("HOSTSMITH_").lower()
         section = next((s for s in sections if key.startswith(f"{s}_")), None)

@@ -1,0 +1,107 @@
+"""A real `hostsmith serve` process for end-to-end tests, on a free loopback port.
+
+The daemon prints `hostsmith listening on URL` once it accepts connections;
+`start` waits for that line (a blocking read, not a sleep). Its simulated
+cloud is configured to be fast, since the daemon runs on the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+FAST_SIM = """
+[requests]
+poll_interval = 0.1
+[sim]
+latency = 0.005
+boot_time = 0.2
+shutdown_time = 0.1
+spot_reclaim_rate = 1.0
+spot_lifetime = 2.0
+reclaim_notice = 120
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(directory: pathlib.Path, extra: str = "") -> pathlib.Path:
+    config = directory / "hostsmith.toml"
+    config.write_text(f'data_dir = "{directory / "data"}"\n{extra}\n{FAST_SIM}')
+    return config
+
+
+class Daemon:
+    def __init__(self, config: pathlib.Path) -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+        self.stderr = ""
+
+    def start(self) -> Daemon:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hostsmith.actors.cli",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("hostsmith listening on "), line + (
+            self.process.stderr.read() if self.process.stderr else ""
+        )
+        return self
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(how)
+        _, self.stderr = self.process.communicate(timeout=60)
+        return self.process.returncode
+
+    def logs(self) -> str:
+        """What the daemon logged, once it has stopped."""
+        return self.stderr
+
+
+def hf(
+    command: str,
+    payload: Any = None,
+    *,
+    url: str | None = None,
+    config: pathlib.Path | None = None,
+    file: pathlib.Path | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run `hostsmith hf` as Host Factory would; returns (exit status, parsed JSON)."""
+    arguments = [sys.executable, "-m", "hostsmith.actors.cli", "hf", command]
+    if file is not None:
+        arguments += ["-f", str(file)]
+    elif payload is not None:
+        arguments += ["-d", json.dumps(payload)]
+    if url:
+        arguments += ["--url", url]
+    if config:
+        arguments += ["--config", str(config)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSMITH_")}
+    done = subprocess.run(arguments, capture_output=True, text=True, env=environment, check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)

@@ -1,0 +1,135 @@
+"""Host Factory's whole cycle through `hostsmith hf`, against the real daemon and in process.
+
+Every step is a separate `hostsmith hf` process, as Host Factory runs its
+scripts: acquire three machines, poll until they are up, return them, poll
+until they are gone, and find a reclaimed spot machine in getReturnRequests.
+Polls are bounded in number; each is a process start, never a sleep.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.daemon import Daemon, hf, write_config
+
+ON_DEMAND = "OnDemand-Minimal-Template-VM"
+SPOT = "Spot-Template-VM"
+
+Call = Callable[..., tuple[int, dict[str, Any]]]
+
+
+@pytest.fixture
+def daemon(tmp_path: pathlib.Path) -> Iterator[Daemon]:
+    running = Daemon(write_config(tmp_path)).start()
+    yield running
+    assert running.stop() == 0  # SIGTERM: a graceful stop
+
+
+def poll_until(
+    call: Call, command: str, payload: Any, done: Callable[[dict[str, Any]], bool], tries: int = 150
+) -> dict[str, Any]:
+    for _ in range(tries):
+        status, answer = call(command, payload)
+        assert status == 0, answer
+        if done(answer):
+            return answer
+    raise AssertionError(f"{command} did not get there in {tries} polls: {answer}")
+
+
+def host_factory_cycle(call: Call) -> None:
+    status, asked = call(
+        "requestMachines", {"template": {"templateId": ON_DEMAND, "machineCount": 3}}
+    )
+    assert status == 0, asked
+    assert asked["message"] == "Request VM success."
+    request_id = asked["requestId"]
+
+    answer = poll_until(
+        call,
+        "getRequestStatus",
+        {"requests": [{"requestId": request_id}]},
+        lambda a: a["requests"][0]["status"] != "running",
+    )
+    (entry,) = answer["requests"]
+    assert entry["status"] == "complete"
+    assert len(entry["machines"]) == 3
+    assert {m["result"] for m in entry["machines"]} == {"succeed"}
+
+    machines = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
+    status, returned = call("requestReturnMachines", {"machines": machines})
+    assert status == 0, returned
+    assert returned["message"] == "Delete VM success."
+    answer = poll_until(
+        call,
+        "getRequestStatus",
+        {"requests": {"requestId": returned["requestId"]}},  # a single object
+        lambda a: a["requests"][0]["status"] != "running",
+    )
+    assert answer["requests"][0]["status"] == "complete"
+    assert {m["result"] for m in answer["requests"][0]["machines"]} == {"succeed"}
+
+    status, spot = call("requestMachines", {"template": {"templateId": SPOT, "machineCount": 2}})
+    assert status == 0, spot
+    answer = poll_until(
+        call,
+        "getRequestStatus",
+        {"requests": [{"requestId": spot["requestId"]}]},
+        lambda a: len(a["requests"][0]["machines"]) == 2,
+    )
+    held = [
+        {"name": m["name"], "machineId": m["machineId"]} for m in answer["requests"][0]["machines"]
+    ]
+    reclaimed = poll_until(
+        call, "getReturnRequests", {"machines": held}, lambda a: bool(a["requests"])
+    )
+    names = {m["name"] for m in held}
+    assert all(r["machine"] in names for r in reclaimed["requests"])
+    assert all(
+        isinstance(r["gracePeriod"], int) and 0 <= r["gracePeriod"] <= 120
+        for r in reclaimed["requests"]
+    )
+
+
+@pytest.mark.slow
+def test_the_host_factory_cycle_against_the_daemon(daemon: Daemon) -> None:
+    host_factory_cycle(lambda command, payload: hf(command, payload, url=daemon.url))
+
+
+@pytest.mark.slow
+def test_the_host_factory_cycle_in_process(tmp_path: pathlib.Path) -> None:
+    config = write_config(tmp_path)
+    host_factory_cycle(lambda command, payload: hf(command, payload, config=config))
+
+
+@pytest.mark.slow
+def test_an_unknown_request_id_is_answered_not_failed(daemon: Daemon) -> None:
+    status, answer = hf(
+        "getRequestStatus", {"requests": [{"requestId": "req-unknown"}]}, url=daemon.url
+    )
+    assert status == 0
+    assert answer["requests"] == [
+        {
+            "requestId": "req-unknown",
+            "status": "complete_with_error",
+            "message": "request req-unknown is unknown",
+            "machines": [],
+        }
+    ]
+
+
+@pytest.mark.slow
+def test_a_sigterm_stops_the_daemon_gracefully(tmp_path: pathlib.Path) -> None:
+    running = Daemon(write_config(tmp_path)).start()
+    status, _ = hf(
+        "requestMachines",
+        {"template": {"templateId": ON_DEMAND, "machineCount": 1}},
+        url=running.url,
+    )
+    assert status == 0
+    assert running.stop(signal.SIGTERM) == 0
+    assert "stopped" in running.logs()

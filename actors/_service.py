@@ -238,9 +238,9 @@ class HostFactory:
             if isinstance(event, MachinesLaunched):
                 for machine in event.machines:
                     self.owner_of_machine[machine.machine_id] = request_id
-            if state.kind == "acquire":
-                for machine in state.machines.values():
-                    self.machine_by_name[machine.name] = machine
+            # A machine's latest news is in whichever request touched it last.
+            for machine in state.machines.values():
+                self.machine_by_name[machine.name] = machine
             if isinstance(event, AcquireOpened | ReturnOpened):
                 self._drive(request_id)
 

@@ -14,6 +14,7 @@ import logging
 import pathlib
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -23,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hostsmith.actors._app import open_application
+from hostsmith.actors._app import Application, open_application
 from hostsmith.actors._config import Config, ConfigError, describe, load_config
 from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
@@ -247,6 +248,132 @@ def config_check(config: ConfigOption = None) -> None:
     sys.stdout.write(
         msgspec.json.format(msgspec.json.encode(describe(settings)), indent=2).decode() + "\n"
     )
+
+
+templates_app = typer.Typer(help="The configured Host Factory templates.", no_args_is_help=True)
+requests_app = typer.Typer(help="Acquire and return requests.", no_args_is_help=True)
+machines_app = typer.Typer(help="Machines hostsmith has provisioned.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+app.add_typer(requests_app, name="requests")
+app.add_typer(machines_app, name="machines")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def inspect(settings: Config, view: Callable[[Application], Awaitable[Any]]) -> Any:
+    """Run `view` on the application in this process, without driving requests."""
+
+    async def run() -> Any:
+        async with open_application(settings, drive=False) as application:
+            return await view(application)
+
+    try:
+        return trio.run(run)
+    except (RuntimeFault, TemplateError, OSError) as error:
+        fail(str(error))
+
+
+def table(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+        return
+    if not rows:
+        console.print(empty)
+        return
+    shown = Table(*rows[0].keys())
+    for row in rows:
+        shown.add_row(*(str(value) for value in row.values()))
+    console.print(shown)
+
+
+@templates_app.command("list")
+def templates_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Each template with its limit and how many more machines it can provide now."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> list[dict[str, Any]]:
+        listed = (await application.service.get_available_templates())["templates"]
+        return [
+            {
+                "templateId": t["templateId"],
+                "priceType": t["priceType"],
+                "maxNumber": t["maxNumber"],
+                "availableNumber": t["availableNumber"],
+                "vmType": t.get("vmType") or ",".join(t.get("vmTypes") or {}),
+            }
+            for t in listed
+        ]
+
+    table(inspect(settings, view), as_json, "no templates are configured")
+
+
+@requests_app.command("list")
+def requests_list(
+    config: ConfigOption = None,
+    status: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every request, newest first, with its state and machine count."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> list[dict[str, Any]]:
+        rows = []
+        for request in sorted(
+            application.service.requests.values(), key=lambda r: r.opened_at, reverse=True
+        ):
+            if status is None or request.status == status:
+                rows.append(
+                    {
+                        "requestId": request.request_id,
+                        "kind": request.kind,
+                        "template": request.template_id,
+                        "status": request.status,
+                        "machines": len(request.machines),
+                        "opened": time.strftime(
+                            "%Y-%m-%d %H:%M:%S", time.gmtime(request.opened_at)
+                        ),
+                    }
+                )
+        return rows
+
+    table(inspect(settings, view), as_json, "no requests")
+
+
+@requests_app.command("show")
+def requests_show(
+    request_id: Annotated[str, typer.Argument(help="req-… or ret-…")], config: ConfigOption = None
+) -> None:
+    """One request as getRequestStatus reports it."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> dict[str, Any]:
+        return await application.service.get_request_status([request_id])
+
+    shown = inspect(settings, view)["requests"][0]
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
+    if shown["message"] == f"request {request_id} is unknown":
+        raise typer.Exit(1)
+
+
+@machines_app.command("list")
+def machines_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Every machine hostsmith provisioned, with the request that asked for it."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> list[dict[str, Any]]:
+        service = application.service
+        return [
+            {
+                "machineId": machine.machine_id,
+                "name": machine.name,
+                "state": machine.state,
+                "privateIp": machine.private_ip,
+                "request": service.owner_of_machine.get(machine.machine_id, ""),
+            }
+            for machine in service.machine_by_name.values()
+        ]
+
+    table(inspect(settings, view), as_json, "no machines")
 
 
 @app.command()

@@ -1,0 +1,92 @@
+"""The operator's commands: templates, requests, machines, events and config, as a person runs them."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.daemon import hf, write_config
+
+
+def hostsmith(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hostsmith.actors.cli", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_lists_show_what_was_provisioned(tmp_path: pathlib.Path) -> None:
+    config = write_config(tmp_path)
+    status, asked = hf(
+        "requestMachines",
+        {"template": {"templateId": "OnDemand-Minimal-Template-VM", "machineCount": 2}},
+        config=config,
+    )
+    assert status == 0, asked
+
+    templates = json.loads(hostsmith("templates", "list", "--json", "--config", str(config)).stdout)
+    assert {t["templateId"]: t["availableNumber"] for t in templates} == {
+        "OnDemand-Minimal-Template-VM": 8,
+        "Spot-Template-VM": 50,
+    }
+
+    requests = json.loads(hostsmith("requests", "list", "--json", "--config", str(config)).stdout)
+    assert [(r["requestId"], r["kind"]) for r in requests] == [(asked["requestId"], "acquire")]
+
+    shown = hostsmith("requests", "show", asked["requestId"], "--config", str(config))
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["requestId"] == asked["requestId"]
+
+    machines = json.loads(hostsmith("machines", "list", "--json", "--config", str(config)).stdout)
+    assert len(machines) == 2
+    assert {m["request"] for m in machines} == {asked["requestId"]}
+
+    trail = hostsmith("events", f"request-{asked['requestId']}", "--json", "--config", str(config))
+    assert trail.returncode == 0
+    events = [json.loads(line) for line in trail.stdout.splitlines()]
+    assert [e["type"] for e in events][:2] == ["AcquireOpened", "MachinesLaunched"]
+    assert [e["version"] for e in events] == list(range(1, len(events) + 1))
+    assert hostsmith("events", f"request-{asked['requestId']}", "--config", str(config)).returncode == 0
+
+
+def test_config_check_names_the_bad_key(tmp_path: pathlib.Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 70000\n")
+    result = hostsmith("config", "check", "--config", str(bad))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: config file {bad}: Expected `int` <= 65535 - at `$.server.port`"
+    )
+
+
+def test_config_check_prints_the_effective_configuration(tmp_path: pathlib.Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(f'data_dir = "{tmp_path}/data"\n[server]\ntoken = "s3cret"\n')
+    result = hostsmith("config", "check", "--config", str(good))
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["effective_store"] == f"sqlite://{tmp_path}/data/events.db"
+    assert shown["server"]["token"] == "***"
+    assert "s3cret" not in result.stdout
+
+
+def test_events_of_an_empty_stream_say_so(tmp_path: pathlib.Path) -> None:
+    config = write_config(tmp_path)
+    result = hostsmith("events", "request-nothing", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: stream 'request-nothing' has no events in sqlite://")
+
+
+def test_serving_beyond_loopback_needs_a_token(tmp_path: pathlib.Path) -> None:
+    config = write_config(tmp_path)
+    result = hostsmith("serve", "--config", str(config), "--host", "0.0.0.0")
+    assert result.returncode == 2
+    assert "is not a loopback address: set server.token" in result.stderr

@@ -19,9 +19,9 @@ setup:
         touch {{venv}}/.installed; \
     fi
 
-# Run hostsmith on the embedded defaults (for now: the counter benchmark on SQLite in ./.hostsmith)
+# Run the daemon on the embedded defaults: SQLite in ./.hostsmith, the simulated cloud, the example templates
 run *ARGS: setup
-    {{hostsmith}} loadtest --workload counter --store sqlite://./.hostsmith/events.db --aggregates 1000 --commands 100000 --concurrency 1000 {{ARGS}}
+    {{hostsmith}} serve {{ARGS}}
 
 # Lint and type-check, then run the whole test suite
 test: lint

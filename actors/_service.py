@@ -50,7 +50,7 @@ from hostsmith.actors._requests import (
     to_host_factory,
 )
 from hostsmith.actors._templates import CAPACITY, Release, Reserve, Template
-from hostsmith.runtime import CircuitOpen, Rejected, Runtime, StoredEvent
+from hostsmith.runtime import CircuitOpen, Rejected, Runtime, StoredEvent, correlation
 
 log = logging.getLogger("hostsmith.service")
 
@@ -90,6 +90,7 @@ class HostFactory:
         self.requests: dict[str, Request] = {}
         self.owner_of_machine: dict[str, str] = {}  # machine id -> acquire request id
         self.machine_by_name: dict[str, Machine] = {}
+        self.correlation_of: dict[str, str] = {}  # request id -> the call that opened it
         self._driving: set[str] = set()
         self._nursery: trio.Nursery | None = None
 
@@ -242,6 +243,7 @@ class HostFactory:
             for machine in state.machines.values():
                 self.machine_by_name[machine.name] = machine
             if isinstance(event, AcquireOpened | ReturnOpened):
+                self.correlation_of[request_id] = stored.correlation_id
                 self._drive(request_id)
 
     def _drive(self, request_id: str) -> None:
@@ -250,6 +252,12 @@ class HostFactory:
             self._nursery.start_soon(self._see_through, request_id)
 
     async def _see_through(self, request_id: str) -> None:
+        # The driver's provider calls and events belong to the call that
+        # opened the request, so they carry its correlation id.
+        with correlation(self.correlation_of.get(request_id) or request_id):
+            await self._see_through_correlated(request_id)
+
+    async def _see_through_correlated(self, request_id: str) -> None:
         request = self.runtime.get(REQUEST, request_id)
         try:
             while True:

@@ -53,7 +53,10 @@ def test_lists_show_what_was_provisioned(tmp_path: pathlib.Path) -> None:
     events = [json.loads(line) for line in trail.stdout.splitlines()]
     assert [e["type"] for e in events][:2] == ["AcquireOpened", "MachinesLaunched"]
     assert [e["version"] for e in events] == list(range(1, len(events) + 1))
-    assert hostsmith("events", f"request-{asked['requestId']}", "--config", str(config)).returncode == 0
+    assert (
+        hostsmith("events", f"request-{asked['requestId']}", "--config", str(config)).returncode
+        == 0
+    )
 
 
 def test_config_check_names_the_bad_key(tmp_path: pathlib.Path) -> None:

@@ -1,0 +1,59 @@
+"""Logs: JSON lines that carry the correlation id, in a file only its owner can read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import stat
+from collections.abc import Iterator
+
+import pytest
+
+from hostsmith.actors._config import Log
+from hostsmith.actors._logging import configure_logging
+from hostsmith.runtime import correlation
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        handler.close()
+        root.removeHandler(handler)
+    for handler in saved:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_json_logs_carry_the_correlation_id_into_a_private_file(
+    tmp_path: pathlib.Path, restore_logging: None
+) -> None:
+    path = tmp_path / "logs" / "hostsmith.log"
+    configure_logging(Log(format="json", file=str(path), level="info"))
+    with correlation("hf-call-7"):
+        logging.getLogger("hostsmith.test").warning("circuit %s is open", "provider:sim")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+    (line,) = path.read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["message"] == "circuit provider:sim is open"
+    assert entry["correlation_id"] == "hf-call-7"
+    assert entry["level"] == "warning"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_logs_rotate_at_the_configured_size(tmp_path: pathlib.Path, restore_logging: None) -> None:
+    path = tmp_path / "hostsmith.log"
+    configure_logging(Log(format="text", file=str(path), max_bytes=2048, backups=2))
+    for n in range(200):
+        logging.getLogger("hostsmith.test").info("line %d of a log that outgrows its file", n)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hostsmith.log",
+        "hostsmith.log.1",
+        "hostsmith.log.2",
+    ]
+    assert path.stat().st_size <= 2048

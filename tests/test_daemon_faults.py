@@ -199,3 +199,18 @@ def test_a_daemon_killed_mid_provisioning_resumes_every_request_without_duplicat
     )
     cloud.close()
     assert per_request == {request_id: 2 for request_id in asked}
+
+
+@pytest.mark.slow
+def test_slow_calls_are_logged_above_the_threshold(tmp_path: pathlib.Path) -> None:
+    running = Daemon(write_config(tmp_path, '[log]\nslow_ms = 0\nformat = "json"')).start()
+    assert hf("getAvailableTemplates", {}, url=running.url)[0] == 0
+    assert running.stop() == 0
+    slow = [
+        json.loads(line)
+        for line in running.logs().splitlines()
+        if '"slow getAvailableTemplates' in line
+    ]
+    assert len(slow) == 1
+    assert slow[0]["level"] == "warning"
+    assert slow[0]["correlation_id"] != "-"

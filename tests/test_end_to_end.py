@@ -8,19 +8,36 @@ Polls are bounded in number; each is a process start, never a sleep.
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.daemon import Daemon, hf, write_config
+from tests.hostfactory_shapes import conforms
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
 SPOT = "Spot-Template-VM"
 
 Call = Callable[..., tuple[int, dict[str, Any]]]
+
+
+def conforming(call: Call) -> Call:
+    """Check every successful answer against Host Factory's shapes."""
+
+    def checked(command: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        status, answer = call(command, payload)
+        if status == 0:
+            conforms(command, answer)
+        return status, answer
+
+    return checked
 
 
 @pytest.fixture
@@ -42,6 +59,10 @@ def poll_until(
 
 
 def host_factory_cycle(call: Call) -> None:
+    call = conforming(call)
+    status, templates = call("getAvailableTemplates", {})
+    assert status == 0
+    assert {t["templateId"] for t in templates["templates"]} == {ON_DEMAND, SPOT}
     status, asked = call(
         "requestMachines", {"template": {"templateId": ON_DEMAND, "machineCount": 3}}
     )
@@ -133,3 +154,31 @@ def test_a_sigterm_stops_the_daemon_gracefully(tmp_path: pathlib.Path) -> None:
     assert status == 0
     assert running.stop(signal.SIGTERM) == 0
     assert "stopped" in running.logs()
+
+
+@pytest.mark.slow
+def test_the_host_factory_scripts_call_hostsmith(daemon: Daemon, tmp_path: pathlib.Path) -> None:
+    scripts = pathlib.Path(__file__).resolve().parent.parent / "scripts"
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HOSTSMITH_")},
+        "HOSTSMITH_URL": daemon.url,
+        "HOSTSMITH_BIN": str(pathlib.Path(sys.executable).with_name("hostsmith")),
+    }
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"template": {"templateId": ON_DEMAND, "machineCount": 1}}))
+    done = subprocess.run(
+        [scripts / "requestMachines.sh", "-f", request],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    conforms("requestMachines", json.loads(done.stdout))
+    for name in (
+        "getAvailableTemplates",
+        "getRequestStatus",
+        "requestReturnMachines",
+        "getReturnRequests",
+    ):
+        assert os.access(scripts / f"{name}.sh", os.X_OK), name

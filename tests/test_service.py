@@ -155,12 +155,13 @@ async def test_a_permanent_error_fails_the_request_with_the_providers_message(
 
 
 async def test_a_sustained_outage_opens_the_circuit_and_it_recovers(
-    tmp_path, nursery_, autojump_clock
+    tmp_path, nursery_, autojump_clock, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_, failure_rate=1.0)
     request_id = (await service.request_machines("OnDemand", 1))["requestId"]
     await trio.sleep(20)
     assert service.gateway.breaker.state is CircuitState.OPEN
+    assert "circuit provider:sim is now open after 5 consecutive failures" in caplog.text
     calls_while_open = service.gateway.provider.calls  # type: ignore[attr-defined]
     await trio.sleep(25)
     assert service.gateway.provider.calls - calls_while_open <= 2  # type: ignore[attr-defined]

@@ -1,0 +1,83 @@
+"""Host Factory's output shapes (HOSTFACTORY.md), as strict msgspec types, for conformance checks.
+
+Decoding an output with these fails on a missing mandatory field, a wrong
+type, or a status or result outside the protocol's words.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+
+class TemplateOut(msgspec.Struct):
+    templateId: str
+    maxNumber: Annotated[int, msgspec.Meta(ge=-1, le=10000)]
+    attributes: dict[str, tuple[Literal["String", "Numeric", "Boolean"], str]]
+    availableNumber: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+    def __post_init__(self) -> None:
+        missing = {"type", "ncpus", "nram"} - set(self.attributes)
+        if missing:
+            raise ValueError(f"template {self.templateId} lacks attributes {sorted(missing)}")
+
+
+class Templates(msgspec.Struct):
+    templates: list[TemplateOut]
+    message: str
+
+
+class RequestAccepted(msgspec.Struct, forbid_unknown_fields=True):
+    requestId: str
+    message: str
+
+
+class MachineOut(msgspec.Struct, forbid_unknown_fields=True):
+    machineId: str
+    name: str
+    result: Literal["executing", "succeed", "fail"]
+    status: str
+    privateIpAddress: str
+    publicIpAddress: str
+    launchtime: int
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.result == "fail" and not self.message:
+            raise ValueError(f"machine {self.machineId} failed without a message")
+
+
+class RequestOut(msgspec.Struct, forbid_unknown_fields=True):
+    requestId: str
+    status: Literal["running", "complete", "complete_with_error"]
+    message: str
+    machines: list[MachineOut]
+
+
+class RequestStatus(msgspec.Struct):
+    requests: list[RequestOut]
+
+
+class ReturnNotice(msgspec.Struct, forbid_unknown_fields=True):
+    machine: str
+    gracePeriod: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ReturnRequests(msgspec.Struct):
+    message: str
+    requests: list[ReturnNotice]
+
+
+SHAPES: dict[str, type[msgspec.Struct]] = {
+    "getAvailableTemplates": Templates,
+    "requestMachines": RequestAccepted,
+    "requestReturnMachines": RequestAccepted,
+    "getRequestStatus": RequestStatus,
+    "getReturnRequests": ReturnRequests,
+}
+
+
+def conforms(command: str, output: object) -> None:
+    """Raise if `output` is not what Host Factory expects from `command`."""
+    msgspec.convert(output, SHAPES[command], strict=True)

@@ -22,6 +22,7 @@ import trio
 
 from hostsmith.actors._config import Config
 from hostsmith.actors._gateway import Gateway, GatewayPolicy
+from hostsmith.actors._machines import MACHINE
 from hostsmith.actors._requests import REQUEST
 from hostsmith.actors._service import HostFactory, Settings
 from hostsmith.actors._sim import SimProvider, SimSettings
@@ -56,7 +57,7 @@ async def open_application(
         async with (
             open_store(config.store_url) as store,
             open_runtime(
-                store, kinds=[CAPACITY, REQUEST], idle_timeout=600.0 if drive else math.inf
+                store, kinds=[CAPACITY, REQUEST, MACHINE], idle_timeout=600.0 if drive else math.inf
             ) as runtime,
         ):
             service = HostFactory(

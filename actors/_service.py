@@ -32,6 +32,13 @@ import msgspec
 import trio
 
 from hostsmith.actors._gateway import Gateway
+from hostsmith.actors._machines import (
+    MACHINE,
+    ClaimReturn,
+    RecordLaunch,
+    RecordMachineState,
+    ReleaseReturn,
+)
 from hostsmith.actors._provider import PermanentProviderError, ProviderError
 from hostsmith.actors._requests import (
     REQUEST,
@@ -147,6 +154,7 @@ class HostFactory:
                 )
             known.append(machine)
         request_id = f"ret-{uuid.uuid4()}"
+        await self._claim(request_id, known)
         now = self.clock()
         await self.runtime.get(REQUEST, request_id).execute(
             OpenReturn(
@@ -155,6 +163,25 @@ class HostFactory:
             command_id=f"{request_id}/open",
         )
         return {"requestId": request_id, "message": "Delete VM success."}
+
+    async def _claim(self, request_id: str, machines: Sequence[Machine]) -> None:
+        """Claim every machine for this return, or none of them."""
+        claimed: list[Machine] = []
+        try:
+            for machine in machines:
+                await self.runtime.get(MACHINE, machine.machine_id).execute(
+                    ClaimReturn(request_id), command_id=f"{request_id}/claim/{machine.machine_id}"
+                )
+                claimed.append(machine)
+        except BaseException as failure:
+            with trio.CancelScope(shield=True):
+                for machine in claimed:
+                    await self.runtime.get(MACHINE, machine.machine_id).execute(
+                        ReleaseReturn(request_id)
+                    )
+            if isinstance(failure, Rejected):
+                raise HostFactoryError(str(failure)) from None
+            raise
 
     async def get_request_status(self, request_ids: Sequence[str]) -> dict[str, Any]:
         answers = []
@@ -292,6 +319,13 @@ class HostFactory:
                 )
                 return
             provisioned = await self.gateway.provision(request_id, template, state.count)
+            for machine in provisioned.machines:
+                await self.runtime.get(MACHINE, machine.machine_id).execute(
+                    RecordLaunch(
+                        request_id=request_id, template_id=template.template_id, name=machine.name
+                    ),
+                    command_id=f"{request_id}/launch/{machine.machine_id}",
+                )
             await request.execute(
                 RecordLaunched(machines=provisioned.machines, final=provisioned.final)
             )
@@ -304,6 +338,10 @@ class HostFactory:
             await self.gateway.terminate(waiting)
         changes = await self.gateway.describe(waiting)
         if changes:
+            for change in changes:
+                await self.runtime.get(MACHINE, change.machine_id).execute(
+                    RecordMachineState(change.state)
+                )
             await request.execute(RecordStates(tuple(changes)))
 
     async def _settle_capacity(self, state: Request) -> None:

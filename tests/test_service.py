@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from hostsmith.actors._gateway import Gateway, GatewayPolicy
+from hostsmith.actors._machines import MACHINE
 from hostsmith.actors._requests import REQUEST
 from hostsmith.actors._service import HostFactory, HostFactoryError, MachineRef, Settings
 from hostsmith.actors._sim import SimProvider, SimSettings
@@ -38,7 +39,7 @@ def epoch() -> float:
 async def start_service(
     tmp_path: pathlib.Path, nursery: trio.Nursery, store: MemoryStore | None = None, **sim: Any
 ) -> HostFactory:
-    runtime_cm = open_runtime(store or MemoryStore(), kinds=[CAPACITY, REQUEST])
+    runtime_cm = open_runtime(store or MemoryStore(), kinds=[CAPACITY, REQUEST, MACHINE])
     runtime = await nursery_enter(nursery, runtime_cm)
     cloud = SimProvider(tmp_path / "sim.db", SimSettings(**sim), clock=epoch)
     gateway = Gateway(
@@ -208,3 +209,28 @@ async def test_a_reclaimed_spot_machine_is_listed_with_its_grace_period(
     first = answer["requests"][0]
     assert first["machine"] in {m.name for m in held}
     assert 0 <= first["gracePeriod"] <= 120
+
+
+async def test_a_machine_can_be_returned_by_one_request_only(tmp_path, nursery_, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    done = await wait_for_status(service, (await service.request_machines("OnDemand", 2))["requestId"], "complete")
+    first, second = (MachineRef(m["name"], m["machineId"]) for m in done["machines"])
+    outcomes: list[str] = []
+
+    async def give_back(machines: list[MachineRef]) -> None:
+        try:
+            outcomes.append((await service.request_return_machines(machines))["requestId"])
+        except HostFactoryError as refusal:
+            outcomes.append(str(refusal))
+
+    async with trio.open_nursery() as racers:
+        racers.start_soon(give_back, [first, second])
+        racers.start_soon(give_back, [second])
+    accepted = [o for o in outcomes if o.startswith("ret-")]
+    refused = [o for o in outcomes if not o.startswith("ret-")]
+    assert len(accepted) == 1
+    assert len(refused) == 1
+    assert refused[0].startswith(f"machine '{second.machine_id}' ({second.name}) is being returned already by ret-")
+    # the loser claimed nothing: the first machine can still be returned if it was not taken
+    finished = await wait_for_status(service, accepted[0], "complete")
+    assert {m["machineId"] for m in finished["machines"]} <= {first.machine_id, second.machine_id}

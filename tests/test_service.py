@@ -211,9 +211,13 @@ async def test_a_reclaimed_spot_machine_is_listed_with_its_grace_period(
     assert 0 <= first["gracePeriod"] <= 120
 
 
-async def test_a_machine_can_be_returned_by_one_request_only(tmp_path, nursery_, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_a_machine_can_be_returned_by_one_request_only(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
-    done = await wait_for_status(service, (await service.request_machines("OnDemand", 2))["requestId"], "complete")
+    done = await wait_for_status(
+        service, (await service.request_machines("OnDemand", 2))["requestId"], "complete"
+    )
     first, second = (MachineRef(m["name"], m["machineId"]) for m in done["machines"])
     outcomes: list[str] = []
 
@@ -230,7 +234,9 @@ async def test_a_machine_can_be_returned_by_one_request_only(tmp_path, nursery_,
     refused = [o for o in outcomes if not o.startswith("ret-")]
     assert len(accepted) == 1
     assert len(refused) == 1
-    assert refused[0].startswith(f"machine '{second.machine_id}' ({second.name}) is being returned already by ret-")
+    assert refused[0].startswith(
+        f"machine '{second.machine_id}' ({second.name}) is being returned already by ret-"
+    )
     # the loser claimed nothing: the first machine can still be returned if it was not taken
     finished = await wait_for_status(service, accepted[0], "complete")
     assert {m["machineId"] for m in finished["machines"]} <= {first.machine_id, second.machine_id}

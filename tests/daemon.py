@@ -29,6 +29,16 @@ reclaim_notice = 120
 """
 
 
+def hostsmith(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run the `hostsmith` command as a user would, capturing what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "hostsmith.actors.cli", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -32,6 +32,14 @@ class Service:
         return "ok"
 
 
+async def trip(circuit: CircuitBreaker, service: Service) -> None:
+    """Fail three calls in a row: enough to open the test breaker."""
+    service.down = True
+    for _ in range(3):
+        with pytest.raises(Outage):
+            await circuit.call(service)
+
+
 def breaker(**options: object) -> CircuitBreaker:
     return CircuitBreaker("cloud", failure_threshold=3, reset_timeout=10.0, **options)  # type: ignore[arg-type]
 
@@ -40,10 +48,7 @@ async def test_repeated_failures_open_the_circuit_and_spare_the_service(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     service, circuit = Service(), breaker()
-    service.down = True
-    for _ in range(3):
-        with pytest.raises(Outage):
-            await circuit.call(service)
+    await trip(circuit, service)
     assert circuit.state is CircuitState.OPEN
 
     for _ in range(100):
@@ -61,10 +66,7 @@ async def test_after_the_reset_timeout_one_probe_goes_through_and_closes_it(
 ) -> None:
     service, changes = Service(), []
     circuit = breaker(on_change=lambda b, state: changes.append((trio.current_time(), state)))
-    service.down = True
-    for _ in range(3):
-        with pytest.raises(Outage):
-            await circuit.call(service)
+    await trip(circuit, service)
     service.down = False
     await trio.sleep(10)
     assert circuit.state is CircuitState.HALF_OPEN
@@ -83,10 +85,7 @@ async def test_a_failed_probe_opens_it_for_another_period(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     service, circuit = Service(), breaker()
-    service.down = True
-    for _ in range(3):
-        with pytest.raises(Outage):
-            await circuit.call(service)
+    await trip(circuit, service)
     await trio.sleep(10)
     with pytest.raises(Outage):
         await circuit.call(service)
@@ -101,10 +100,7 @@ async def test_only_as_many_probes_as_allowed_go_through_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     service, circuit = Service(), breaker(half_open_probes=2)
-    service.down = True
-    for _ in range(3):
-        with pytest.raises(Outage):
-            await circuit.call(service)
+    await trip(circuit, service)
     service.down = False
     await trio.sleep(10)
     outcomes: list[str] = []

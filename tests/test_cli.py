@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-
-def hostsmith(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hostsmith.actors.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+from tests.daemon import hostsmith
 
 
 def test_loadtest_prints_one_json_object_with_the_figures(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
-from tests.daemon import hf, write_config
-
-
-def hostsmith(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hostsmith.actors.cli", *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+from tests.daemon import hf, hostsmith, write_config
 
 
 @pytest.mark.slow

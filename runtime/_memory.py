@@ -70,6 +70,26 @@ class MemoryStore:
             self._streams[request.stream] = stream
         return Appended(request.stream, len(stream), tuple(positions))
 
+    # -- for stores that keep this as their in-memory index ----------------------
+
+    def version_of(self, stream: str) -> int:
+        return len(self._streams.get(stream, ()))
+
+    def position_of(self, event_id: str) -> int | None:
+        return self._positions_by_id.get(event_id)
+
+    @property
+    def last_position(self) -> int:
+        return len(self._log)
+
+    def add(self, stored: StoredEvent) -> None:
+        """Index an event that is already durable elsewhere (positions must be in order)."""
+        if stored.position != len(self._log) + 1:
+            raise ValueError(f"event at position {stored.position} follows {len(self._log)}")
+        self._log.append(stored)
+        self._streams.setdefault(stored.stream, []).append(stored)
+        self._positions_by_id[stored.event_id] = stored.position
+
     async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
         await trio.lowlevel.checkpoint()
         return self._streams.get(stream, [])[after_version:]

@@ -14,7 +14,7 @@ import pytest
 from hostsmith.runtime import EventStore
 from hostsmith.stores import open_store
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "json-single", "json-split"]
 
 
 def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
@@ -22,6 +22,8 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
         return "memory://"
     if backend == "sqlite":
         return f"sqlite://{tmp_path}/events.db"
+    if backend.startswith("json-"):
+        return f"json://{tmp_path}/log?layout={backend.removeprefix('json-')}"
     raise AssertionError(backend)
 
 

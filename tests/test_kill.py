@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from hostsmith.stores import open_store
+from tests.conftest import url_for
 
 CHILD = os.path.join(os.path.dirname(__file__), "kill_child.py")
 
@@ -51,8 +52,11 @@ def run_and_kill(url: str, kill_after: int) -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [300, 3000])
-async def test_every_acknowledged_event_survives_sigkill(tmp_path, kill_after: int) -> None:  # type: ignore[no-untyped-def]
-    url = f"sqlite://{tmp_path}/events.db"
+@pytest.mark.parametrize("backend", ["sqlite", "json-single", "json-split"])
+async def test_every_acknowledged_event_survives_sigkill(
+    tmp_path, kill_after: int, backend: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = url_for(backend, tmp_path)
     acknowledged = run_and_kill(url, kill_after)
     assert len(acknowledged) >= kill_after
 

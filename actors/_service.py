@@ -222,7 +222,7 @@ class HostFactory:
         """Rebuild the projections from the log; then, if `drive`, see requests through."""
         async with trio.open_nursery() as nursery:
             subscription = await self.runtime.subscribe(
-                f"hostfactory-{uuid.uuid4()}", self._apply, poll_interval=1.0
+                "hostfactory-projections", self._apply, poll_interval=1.0, durable=False
             )
             await subscription.caught_up.wait()
             if drive:

@@ -22,6 +22,14 @@ import msgspec
 import trio
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from hostsmith.actors._app import Application, open_application
@@ -34,7 +42,13 @@ from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
 from hostsmith.actors._service import HostFactoryError
 from hostsmith.actors._templates import TemplateError, load_templates
 from hostsmith.runtime import RuntimeFault, StoredEvent
-from hostsmith.stores import open_store
+from hostsmith.stores import (
+    MigrationReport,
+    Verification,
+    migrate as migrate_store,
+    open_store,
+    verify,
+)
 
 app = typer.Typer(
     name="hostsmith",
@@ -374,6 +388,79 @@ def machines_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
         ]
 
     table(inspect(settings, view), as_json, "no machines")
+
+
+@app.command()
+def migrate(
+    source: Annotated[
+        str, typer.Option("--from", help="The store to copy, e.g. sqlite:///old/events.db")
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="The store to fill, e.g. json:///new?layout=split")
+    ],
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Only compare the two stores.")
+    ] = False,
+    batch: Annotated[int, typer.Option(help="Events per read and per append.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Copy every event, snapshot and checkpoint from one store to another, then verify.
+
+    Run it again after an interruption and it carries on where it stopped. It
+    refuses a target that already holds different data.
+    """
+    positive("batch", batch)
+    try:
+        report = trio.run(run_migration, source, target, verify_only, batch, as_json)
+    except RuntimeFault as error:
+        fail(str(error))
+    verification = report.verification if isinstance(report, MigrationReport) else report
+    summary = {
+        "from": source,
+        "to": target,
+        "events": verification.events,
+        "streams": verification.streams,
+        "verified": verification.ok,
+        "mismatches": verification.mismatches,
+    }
+    if isinstance(report, MigrationReport):
+        summary |= {
+            "copied": report.copied,
+            "resumed_from": report.resumed_from,
+            "snapshots": report.snapshots,
+            "checkpoints": report.checkpoints,
+        }
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    else:
+        table([{"what": key, "value": value} for key, value in summary.items()], False, "")
+    if not verification.ok:
+        fail("the stores differ: " + "; ".join(verification.mismatches[:5]))
+
+
+async def run_migration(
+    source_url: str, target_url: str, verify_only: bool, batch: int, quiet: bool
+) -> MigrationReport | Verification:
+    async with open_store(source_url) as source, open_store(target_url) as target:
+        if verify_only:
+            return await verify(source, target, batch=batch)
+        with Progress(
+            TextColumn("copying events"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=errors,
+            disable=quiet and not errors.is_terminal,
+        ) as bar:
+            task = bar.add_task("copy", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+                if not errors.is_terminal:
+                    errors.print(f"copied {done} of {total} events", highlight=False)
+
+            return await migrate_store(source, target, batch=batch, progress=advance)
 
 
 @app.command()

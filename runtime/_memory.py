@@ -110,6 +110,10 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         self._checkpoints[name] = position
 
+    async def checkpoints(self) -> dict[str, int]:
+        await trio.lowlevel.checkpoint()
+        return dict(self._checkpoints)
+
     async def load_checkpoint(self, name: str) -> int:
         await trio.lowlevel.checkpoint()
         return self._checkpoints.get(name, 0)

@@ -107,6 +107,10 @@ class EventStore(Protocol):
 
     async def load_checkpoint(self, name: str) -> int: ...
 
+    async def checkpoints(self) -> dict[str, int]:
+        """Every saved checkpoint, by name (a migration copies them all)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

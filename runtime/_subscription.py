@@ -32,18 +32,22 @@ class Subscription:
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        durable: bool = True,
     ) -> None:
         self.journal = journal
         self.name = name
         self.handler = handler
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        # A durable subscription saves its checkpoint in the store; one that
+        # rebuilds an in-memory view starts from the beginning every time.
+        self.durable = durable
         self.position = 0
         self.caught_up = trio.Event()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         store = self.journal.store
-        self.position = await store.load_checkpoint(self.name)
+        self.position = await store.load_checkpoint(self.name) if self.durable else 0
         task_status.started()
         while True:
             committed = self.journal.next_commit()
@@ -51,7 +55,8 @@ class Subscription:
             if events:
                 await self.handler(events)
                 self.position = events[-1].position
-                await store.save_checkpoint(self.name, self.position)
+                if self.durable:
+                    await store.save_checkpoint(self.name, self.position)
                 continue
             self.caught_up.set()
             with trio.move_on_after(self.poll_interval):

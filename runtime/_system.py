@@ -167,11 +167,25 @@ class Runtime:
         return ActorRef(name, mailbox, deadlines=self.registry.deadlines)
 
     async def subscribe(
-        self, name: str, handler: Handler, *, batch_size: int = 500, poll_interval: float = 1.0
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        durable: bool = True,
     ) -> Subscription:
-        """Run `handler` over the global log from the checkpoint `name`, then live."""
+        """Run `handler` over the global log from the checkpoint `name`, then live.
+
+        `durable=False` is for in-memory views: no checkpoint, always from the start.
+        """
         subscription = Subscription(
-            self.journal, name, handler, batch_size=batch_size, poll_interval=poll_interval
+            self.journal,
+            name,
+            handler,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            durable=durable,
         )
         await self.supervisor.start(ChildSpec(name=f"subscription:{name}", run=subscription.run))
         return subscription

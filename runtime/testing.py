@@ -60,6 +60,9 @@ class _Forwarding:
     async def save_checkpoint(self, name: str, position: int) -> None:
         await self.inner.save_checkpoint(name, position)
 
+    async def checkpoints(self) -> dict[str, int]:
+        return await self.inner.checkpoints()
+
     async def load_checkpoint(self, name: str) -> int:
         return await self.inner.load_checkpoint(name)
 

@@ -4,7 +4,22 @@
 suite (tests/test_store_contract.py).
 """
 
+from hostsmith.stores._migrate import (
+    MigrationError as MigrationError,
+    MigrationReport as MigrationReport,
+    Verification as Verification,
+    migrate as migrate,
+    verify as verify,
+)
 from hostsmith.stores._open import open_store as open_store
 from hostsmith.stores._sqlite import SQLiteStore as SQLiteStore
 
-__all__ = ["SQLiteStore", "open_store"]
+__all__ = [
+    "MigrationError",
+    "MigrationReport",
+    "SQLiteStore",
+    "Verification",
+    "migrate",
+    "open_store",
+    "verify",
+]

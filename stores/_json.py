@@ -230,6 +230,10 @@ class JsonStore:
         data = _encoder.encode(self._checkpoints)
         await self._call(_replace_durably, self.directory / "checkpoints.json", data)
 
+    async def checkpoints(self) -> dict[str, int]:
+        await trio.lowlevel.checkpoint()
+        return dict(self._checkpoints)
+
     async def load_checkpoint(self, name: str) -> int:
         await trio.lowlevel.checkpoint()
         return self._checkpoints.get(name, 0)

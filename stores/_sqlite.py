@@ -91,6 +91,8 @@ _COLUMNS = (
     "correlation_id, causation_id, recorded_at"
 )
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Read back with data as a blob even if someone stored it as text by hand.
+_SELECTED = _COLUMNS.replace("data,", "CAST(data AS BLOB),")
 _STREAM_VERSIONS = (
     "SELECT value, (SELECT max(version) FROM events WHERE stream = value) FROM json_each(?)"
 )
@@ -238,7 +240,7 @@ class SQLiteStore:
 
     def _read(self, stream: str, after_version: int) -> list[StoredEvent]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version > ? ORDER BY version",
+            f"SELECT {_SELECTED} FROM events WHERE stream = ? AND version > ? ORDER BY version",
             (stream, after_version),
         )
         return [StoredEvent(*row) for row in rows]
@@ -248,7 +250,7 @@ class SQLiteStore:
 
     def _read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT {_SELECTED} FROM events WHERE position > ? ORDER BY position LIMIT ?",
             (after_position, limit),
         )
         return [StoredEvent(*row) for row in rows]
@@ -295,6 +297,12 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO checkpoints (name, position) VALUES (?, ?)",
             (name, position),
         )
+
+    async def checkpoints(self) -> dict[str, int]:
+        rows = await self._call(
+            lambda: self._db.execute("SELECT name, position FROM checkpoints").fetchall()
+        )
+        return {str(name): int(position) for name, position in rows}
 
     async def load_checkpoint(self, name: str) -> int:
         return await self._call(self._load_checkpoint, name)

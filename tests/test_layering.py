@@ -102,7 +102,15 @@ def test_the_runtime_public_surface_is_pinned() -> None:
 
 
 def test_the_stores_public_surface_is_pinned() -> None:
-    assert sorted(hostsmith.stores.__all__) == ["SQLiteStore", "open_store"]
+    assert sorted(hostsmith.stores.__all__) == [
+        "MigrationError",
+        "MigrationReport",
+        "SQLiteStore",
+        "Verification",
+        "migrate",
+        "open_store",
+        "verify",
+    ]
 
 
 def test_every_module_opens_with_a_paragraph_on_its_design() -> None:

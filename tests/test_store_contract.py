@@ -143,7 +143,9 @@ async def test_snapshots_round_trip(store: EventStore) -> None:
 async def test_checkpoints_round_trip(store: EventStore) -> None:
     assert await store.load_checkpoint("projection") == 0
     await store.save_checkpoint("projection", 42)
+    await store.save_checkpoint("publisher", 7)
     assert await store.load_checkpoint("projection") == 42
+    assert await store.checkpoints() == {"projection": 42, "publisher": 7}
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])

@@ -36,6 +36,7 @@ from hostsmith.actors._app import Application, open_application
 from hostsmith.actors._config import Config, ConfigError, describe, load_config
 from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
+from hostsmith.actors._loadtest_replay import run_activation, run_replay
 from hostsmith.actors._logging import configure_logging
 from hostsmith.actors._process import tune_garbage_collector
 from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
@@ -82,6 +83,8 @@ def hostsmith(
 class Workload(enum.StrEnum):
     counter = "counter"
     resident_memory = "resident-memory"
+    replay = "replay"
+    activation = "activation"
 
 
 def fail(message: str) -> NoReturn:
@@ -108,6 +111,9 @@ def loadtest(
     ] = 1000,
     commands: Annotated[int, typer.Option(help="How many commands in all.")] = 100_000,
     concurrency: Annotated[int, typer.Option(help="How many closed-loop clients.")] = 1000,
+    events: Annotated[
+        int, typer.Option(help="Events to write and replay (replay, activation).")
+    ] = 1_000_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
@@ -116,6 +122,10 @@ def loadtest(
     try:
         if workload is Workload.resident_memory:
             report: msgspec.Struct = trio.run(run_resident_memory, store, aggregates)
+        elif workload is Workload.replay:
+            report = trio.run(run_replay, store, positive("events", events), aggregates)
+        elif workload is Workload.activation:
+            report = trio.run(run_activation, store, positive("events", events))
         else:
             load = CounterLoad(
                 store=store,
@@ -124,7 +134,7 @@ def loadtest(
                 concurrency=positive("concurrency", concurrency),
             )
             report = trio.run(run_counter, load)
-    except RuntimeFault as fault:
+    except (RuntimeFault, ValueError) as fault:
         fail(str(fault))
     show(report, as_json)
 

@@ -261,3 +261,39 @@ async def test_a_snapshot_of_an_old_schema_forces_a_full_replay(
         "ignoring snapshot of account-a at version 10: schema v1, current is v2; replaying in full"
         in caplog.text
     )
+
+
+class DepositedV2(msgspec.Struct, frozen=True, tag="Deposited"):
+    cents: int  # was `amount` in whole units, in schema v1
+    note: str = ""
+
+
+def evolve_v2(state: Account, event: Any) -> Account:
+    if isinstance(event, DepositedV2):
+        return Account(state.balance + event.cents // 100)
+    return evolve(state, event)
+
+
+async def test_events_stored_as_v1_are_read_back_as_v2_and_old_snapshots_force_a_full_replay(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = EventCapture()
+    async with open_runtime(store, kinds=[SNAPSHOTTED]) as runtime:
+        for _ in range(12):
+            await runtime.get(SNAPSHOTTED, "a").execute(Deposit(5))
+    assert (await store.load_snapshot("account-a")).schema_version == 2  # type: ignore[union-attr]
+
+    events_v2 = EventRegistry(Withdrawn)
+    events_v2.register(DepositedV2, version=2)
+
+    @events_v2.upcaster("Deposited", from_version=1)
+    def to_cents(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"cents": payload.pop("amount") * 100}
+
+    v2 = dataclasses.replace(SNAPSHOTTED, events=events_v2, evolve=evolve_v2, snapshot_version=3)
+    store.reads.clear()
+    async with open_runtime(store, kinds=[v2]) as runtime:
+        assert await runtime.get(v2, "a").state() == Account(60)
+    assert store.reads == [("account-a", 0)]  # the v2 snapshot was not trusted: a full replay
+    assert "schema v2, current is v3; replaying in full" in caplog.text
+    assert [e.schema_version for _, e in store.committed] == [1] * 12

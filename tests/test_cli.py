@@ -87,3 +87,44 @@ def test_version_prints_the_installed_version() -> None:
     result = hostsmith("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("hostsmith ")
+
+
+def test_replay_and_activation_workloads_report_their_rates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    replay = hostsmith(
+        "loadtest",
+        "--workload",
+        "replay",
+        "--store",
+        f"json://{tmp_path}/j",
+        "--events",
+        "2000",
+        "--aggregates",
+        "10",
+        "--json",
+    )
+    assert replay.returncode == 0, replay.stderr
+    report = json.loads(replay.stdout)
+    assert report["events"] == 2000
+    assert report["replay_events_per_s"] > 0
+    assert report["append_events_per_s"] > 0
+
+    activation = hostsmith(
+        "loadtest",
+        "--workload",
+        "activation",
+        "--store",
+        f"sqlite://{tmp_path}/a.db",
+        "--events",
+        "500",
+        "--json",
+    )
+    assert activation.returncode == 0, activation.stderr
+    timing = json.loads(activation.stdout)
+    assert timing["without_snapshot_ms"] > 0
+    assert timing["with_snapshot_ms"] > 0
+
+    again = hostsmith(
+        "loadtest", "--workload", "replay", "--store", f"json://{tmp_path}/j", "--events", "10"
+    )
+    assert again.returncode == 2
+    assert "is not empty: the replay workload needs a new store" in again.stderr

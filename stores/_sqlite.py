@@ -369,8 +369,10 @@ def connect(path: Path, *, synchronous: str = "full") -> sqlite3.Connection:
         )
     _check_file(path)
     try:
+        # Create it private (0600) before SQLite does, with the umask's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as failure:
+    except (sqlite3.Error, OSError) as failure:
         raise StoreOpenError(f"cannot open SQLite store {path}: {failure}") from failure
     try:
         _check_owner(db, path)

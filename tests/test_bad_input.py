@@ -96,3 +96,8 @@ async def test_a_url_without_a_path_says_how_to_write_one() -> None:
         StoreOpenError, match=r"names no file: use sqlite:///absolute/path/events.db$"
     ):
         await open_and_close("sqlite://")
+
+
+async def test_a_new_store_file_is_private(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    await open_and_close(f"sqlite://{tmp_path}/events.db")
+    assert (tmp_path / "events.db").stat().st_mode & 0o777 == 0o600

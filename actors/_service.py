@@ -62,6 +62,10 @@ from hostsmith.runtime import CircuitOpen, Rejected, Runtime, StoredEvent, corre
 log = logging.getLogger("hostsmith.service")
 
 
+ORPHAN_AGE = 60.0
+"""Seconds after which a reservation without its request is taken to be orphaned."""
+
+
 class HostFactoryError(Exception):
     """A call that cannot be served; the message is what Host Factory shows."""
 
@@ -119,13 +123,14 @@ class HostFactory:
             known = ", ".join(sorted(self.templates)) or "none are configured"
             raise HostFactoryError(f"unknown templateId {template_id!r} (known: {known})")
         request_id = f"req-{uuid.uuid4()}"
+        now = self.clock()
         try:
             await self.runtime.get(CAPACITY, template_id).execute(
-                Reserve(request_id, count, template.limit), command_id=f"{request_id}/reserve"
+                Reserve(request_id, count, template.limit, at=now),
+                command_id=f"{request_id}/reserve",
             )
         except Rejected as rejection:
             raise HostFactoryError(str(rejection)) from None
-        now = self.clock()
         try:
             await self.runtime.get(REQUEST, request_id).execute(
                 OpenAcquire(
@@ -227,11 +232,33 @@ class HostFactory:
             await subscription.caught_up.wait()
             if drive:
                 self._nursery = nursery
+                await self._release_orphans()
                 for request_id, state in self.requests.items():
                     if not state.settled:
                         self._drive(request_id)
             task_status.started()
             await trio.sleep_forever()
+
+    async def _release_orphans(self) -> None:
+        """Give back capacity reserved by requests that never opened (a crash between the two).
+
+        Only reservations older than `ORPHAN_AGE` count, so a requestMachines in
+        flight in another process is not mistaken for one.
+        """
+        cutoff = self.clock() - ORPHAN_AGE
+        for template_id in self.templates:
+            capacity = await self.runtime.get(CAPACITY, template_id).state()
+            for request_id, count in capacity.reserved.items():
+                if (
+                    request_id not in self.requests
+                    and capacity.reserved_at.get(request_id, 0) < cutoff
+                ):
+                    log.warning(
+                        "releasing %d machines reserved by %s, which never opened",
+                        count,
+                        request_id,
+                    )
+                    await self._release(request_id, template_id, count, by="orphan")
 
     async def advance(self, request_ids: Sequence[str]) -> None:
         """Take one step on each of these unsettled requests (for one-shot commands)."""

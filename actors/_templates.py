@@ -112,6 +112,8 @@ class Reserve(msgspec.Struct, frozen=True):
     request_id: str
     count: int
     limit: int
+    at: float = 0.0
+    """When (epoch seconds): lets a restart find reservations whose request never opened."""
 
 
 class Release(msgspec.Struct, frozen=True):
@@ -122,6 +124,7 @@ class Release(msgspec.Struct, frozen=True):
 class CapacityReserved(msgspec.Struct, frozen=True, tag=True):
     request_id: str
     count: int
+    at: float = 0.0
 
 
 class CapacityReleased(msgspec.Struct, frozen=True, tag=True):
@@ -133,6 +136,7 @@ class Capacity(msgspec.Struct, frozen=True):
     template_id: str
     reserved: dict[str, int] = {}  # machines out, by request id
     in_use: int = 0
+    reserved_at: dict[str, float] = {}
 
     def available(self, limit: int) -> int:
         return max(0, limit - self.in_use)
@@ -153,19 +157,22 @@ def decide_capacity(state: Capacity, command: Reserve | Release) -> Sequence[msg
             f"template {state.template_id} has {available} of {command.limit} machines "
             f"available; cannot provision {command.count}"
         )
-    return [CapacityReserved(command.request_id, command.count)]
+    return [CapacityReserved(command.request_id, command.count, command.at)]
 
 
 def evolve_capacity(state: Capacity, event: msgspec.Struct) -> Capacity:
-    reserved = dict(state.reserved)
+    reserved, since = dict(state.reserved), dict(state.reserved_at)
     if isinstance(event, CapacityReserved):
         reserved[event.request_id] = event.count
-        return Capacity(state.template_id, reserved, state.in_use + event.count)
+        since[event.request_id] = event.at
+        return Capacity(state.template_id, reserved, state.in_use + event.count, since)
     if isinstance(event, CapacityReleased):
         left = reserved.pop(event.request_id, 0) - event.count
         if left > 0:
             reserved[event.request_id] = left
-        return Capacity(state.template_id, reserved, state.in_use - event.count)
+        else:
+            since.pop(event.request_id, None)
+        return Capacity(state.template_id, reserved, state.in_use - event.count, since)
     raise TypeError(f"not a template event: {event!r}")
 
 

@@ -15,7 +15,7 @@ from hostsmith.actors._machines import MACHINE
 from hostsmith.actors._requests import REQUEST
 from hostsmith.actors._service import HostFactory, HostFactoryError, MachineRef, Settings
 from hostsmith.actors._sim import SimProvider, SimSettings
-from hostsmith.actors._templates import CAPACITY, Template
+from hostsmith.actors._templates import CAPACITY, Reserve, Template
 from hostsmith.runtime import CircuitState, open_runtime
 from hostsmith.runtime.testing import MemoryStore
 
@@ -240,3 +240,20 @@ async def test_a_machine_can_be_returned_by_one_request_only(
     # the loser claimed nothing: the first machine can still be returned if it was not taken
     finished = await wait_for_status(service, accepted[0], "complete")
     assert {m["machineId"] for m in finished["machines"]} <= {first.machine_id, second.machine_id}
+
+
+async def test_capacity_reserved_by_a_request_that_never_opened_is_given_back_at_restart(
+    tmp_path, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    store = MemoryStore()
+    async with open_runtime(store, kinds=[CAPACITY, REQUEST, MACHINE]) as runtime:
+        # As if the daemon died between reserving and opening the request.
+        await runtime.get(CAPACITY, "Spot").execute(Reserve("req-lost", 4, 10, at=epoch()))
+    await trio.sleep(120)
+    async with trio.open_nursery() as nursery:
+        service = await start_service(tmp_path, nursery, store)
+        templates = {
+            t["templateId"]: t for t in (await service.get_available_templates())["templates"]
+        }
+        assert templates["Spot"]["availableNumber"] == 10
+        nursery.cancel_scope.cancel()

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -50,6 +51,7 @@ from hostsmith.stores import (
     open_store,
     verify,
 )
+from hostsmith.stores._dynamodb import create_table
 
 app = typer.Typer(
     name="hostsmith",
@@ -398,6 +400,37 @@ def machines_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
         ]
 
     table(inspect(settings, view), as_json, "no machines")
+
+
+stores_app = typer.Typer(help="Event stores.", no_args_is_help=True)
+app.add_typer(stores_app, name="stores")
+
+
+@stores_app.command("init")
+def stores_init(
+    url: Annotated[str, typer.Argument(help="e.g. dynamodb://TABLE?region=REGION")],
+) -> None:
+    """Create what a store needs (a DynamoDB table); safe to run again."""
+    parts = urlsplit(url)
+    if parts.scheme != "dynamodb":
+        try:
+            trio.run(_open_and_close, url)
+        except RuntimeFault as error:
+            fail(str(error))
+        sys.stdout.write(f"{url} is ready (it needs no set-up beyond opening it)\n")
+        return
+    try:
+        created = trio.run(create_table, parts)
+    except RuntimeFault as error:
+        fail(str(error))
+    except Exception as error:  # credentials, endpoint, permissions
+        fail(f"cannot create the DynamoDB table for {url}: {type(error).__name__}: {error}")
+    sys.stdout.write(f"created {url}\n" if created else f"{url} exists already\n")
+
+
+async def _open_and_close(url: str) -> None:
+    async with open_store(url):
+        pass
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
 from hostsmith.runtime import EventStore, StoreOpenError
+from hostsmith.stores._dynamodb import open_dynamodb_store
 from hostsmith.stores._json import open_json_store
 from hostsmith.stores._memory import open_memory_store
 from hostsmith.stores._sqlite import open_sqlite_store
@@ -26,9 +27,13 @@ BUILT_IN: dict[str, Opener] = {
     "memory": open_memory_store,
     "sqlite": open_sqlite_store,
     "json": open_json_store,
+    "dynamodb": open_dynamodb_store,
 }
 
-EXAMPLES = "memory://, sqlite:///path/to/events.db, json:///path/to/dir?layout=single|split"
+EXAMPLES = (
+    "memory://, sqlite:///path/to/events.db, json:///path/to/dir?layout=single|split, "
+    "dynamodb://TABLE?region=REGION"
+)
 
 
 def find_opener(scheme: str) -> Opener | None:

@@ -1,20 +1,29 @@
-"""Shared fixtures: every store backend, opened fresh for each test.
+"""Shared fixtures: every store backend, opened fresh for each test, and a moto server.
 
 `store_url` is parametrized over the backends, so a test that takes it (or
 `store`) runs once per backend: this is how the contract suite covers every
-store with one body of tests. SQLite files live in pytest's `tmp_path`.
+store with one body of tests. SQLite files live in pytest's `tmp_path`;
+DynamoDB is a real moto server on 127.0.0.1, started once per session on a
+free port and reset between tests, each test on a table of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from hostsmith.runtime import EventStore
 from hostsmith.stores import open_store
+from hostsmith.stores._dynamodb import create_table
 
-BACKENDS = ["memory", "sqlite", "json-single", "json-split"]
+BACKENDS = ["memory", "sqlite", "json-single", "json-split", "dynamodb"]
+MOTO: dict[str, str] = {}
 
 
 def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
@@ -24,17 +33,66 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
         return f"sqlite://{tmp_path}/events.db"
     if backend.startswith("json-"):
         return f"json://{tmp_path}/log?layout={backend.removeprefix('json-')}"
+    if backend == "dynamodb":
+        assert MOTO, "the dynamodb backend needs the moto_server fixture"
+        return f"dynamodb://events-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={MOTO['endpoint']}"
     raise AssertionError(backend)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A real moto server on a free loopback port, with throwaway credentials."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
+    MOTO["endpoint"] = f"http://127.0.0.1:{port}"
+    try:
+        yield MOTO["endpoint"]
+    finally:
+        server.stop()
+        MOTO.clear()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def moto(moto_server: str) -> str:
+    """The moto server, reset to empty for this test."""
+    httpx.post(f"{moto_server}/moto-api/reset")
+    return moto_server
+
+
+async def prepare(url: str) -> str:
+    """Create what a backend needs before it can be opened (a DynamoDB table)."""
+    if url.startswith("dynamodb:"):
+        await create_table(urlsplit(url))
+    return url
 
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "dynamodb":
+        request.getfixturevalue("moto")
     return url_for(request.param, tmp_path)
 
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[EventStore]:
-    async with open_store(store_url) as opened:
+    async with open_store(await prepare(store_url)) as opened:
         yield opened
 
 

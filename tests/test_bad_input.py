@@ -19,7 +19,7 @@ async def open_and_close(url: str) -> None:
 async def test_an_unknown_scheme_names_it_and_the_known_ones() -> None:
     with pytest.raises(
         StoreOpenError,
-        match=r"^unknown store scheme 'postgres' in 'postgres://db': use one of memory://, sqlite:///path/to/events.db, json:///path/to/dir\?layout=single\|split$",
+        match=r"^unknown store scheme 'postgres' in 'postgres://db': use one of memory://, sqlite:///path/to/events.db, json:///path/to/dir\?layout=single\|split, dynamodb://TABLE\?region=REGION$",
     ):
         await open_and_close("postgres://db")
 

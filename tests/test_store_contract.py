@@ -16,7 +16,7 @@ from hostsmith.runtime import (
     append,
 )
 from hostsmith.stores import open_store
-from tests.conftest import BACKENDS, url_for
+from tests.conftest import BACKENDS, prepare, url_for
 
 
 def event(event_id: str, payload: str = "{}", **metadata: object) -> NewEvent:
@@ -149,8 +149,12 @@ async def test_checkpoints_round_trip(store: EventStore) -> None:
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])
-async def test_close_and_reopen_loses_nothing(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    store_url = url_for(backend, tmp_path)  # memory:// keeps nothing by design
+async def test_close_and_reopen_loses_nothing(
+    backend: str, tmp_path, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
+    if backend == "dynamodb":
+        request.getfixturevalue("moto")
+    store_url = await prepare(url_for(backend, tmp_path))  # memory:// keeps nothing by design
     async with open_store(store_url) as store:
         await append(store, "a", 0, [event("a1"), event("a2")])
         await store.save_snapshot(Snapshot(stream="a", version=2, state=b"{}"))

@@ -1,0 +1,454 @@
+"""The DynamoDB event store: one table shared by any number of daemons.
+
+`dynamodb://TABLE?region=us-east-1&endpoint=http://127.0.0.1:5000` names a
+table with a string partition key `pk` and a numeric sort key `sk`. It runs
+on aiobotocore with its httpx backend, which is native to trio (no asyncio
+loop anywhere). `hostsmith stores init URL` creates the table.
+
+Items:
+- `stream#<name>` / version: an event, in its stream;
+- `log#<position // 1000>` / position: the same event, in the global log;
+- `id#<event id>` / 0: the event id's position, so an id is stored once;
+- `meta#position` / 0: `last`, the highest position committed;
+- `snapshot#<stream>` / 0 and `meta#checkpoints` / 0 (a map of names).
+
+Why `read_all` never skips an event committed late: every append is one
+`TransactWriteItems` that both writes its events *and* moves `last` from the
+value it read to the new one, on the condition that `last` still has the
+value it read. Two writers that read the same `last` cannot both commit, so
+positions are handed out in commit order: position N+1 can only be
+committed by a transaction that saw N committed. A reader that has read
+position N can therefore wait for N+1 and never finds a hole that fills in
+later. The loser of such a race re-reads `last` and tries again.
+
+Group commit works as in the other stores (a batch of appends in one
+transaction), up to DynamoDB's limit of 100 items per transaction: three
+items per event plus the counter, so at most 33 events per transaction; a
+larger batch is split, and a single append of more than 33 events is
+refused with a clear error. A request whose version or ids conflict is
+found by a consistent read before the transaction (conflicts at commit time
+come back as cancellation reasons, and the batch is tried again without
+guesswork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import SplitResult, parse_qs
+
+import trio
+
+from hostsmith.runtime import (
+    Appended,
+    AppendOutcome,
+    AppendRequest,
+    ConflictError,
+    DuplicateEventError,
+    JournalError,
+    Snapshot,
+    StoredEvent,
+    StoreOpenError,
+)
+
+LOG_BUCKET = 1000
+MAX_ITEMS = 100
+MAX_EVENTS_PER_TRANSACTION = (MAX_ITEMS - 1) // 3
+COMMIT_RETRIES = 20
+
+
+class TooManyEvents(JournalError):
+    def __init__(self, stream: str, count: int) -> None:
+        super().__init__(
+            f"an append of {count} events to {stream!r} is larger than one DynamoDB transaction "
+            f"can hold ({MAX_EVENTS_PER_TRANSACTION} events): split the command's events"
+        )
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _event_item(pk: str, sk: int, event: StoredEvent) -> dict[str, Any]:
+    return {
+        "pk": _s(pk),
+        "sk": _n(sk),
+        "stream": _s(event.stream),
+        "version": _n(event.version),
+        "position": _n(event.position),
+        "event_id": _s(event.event_id),
+        "type": _s(event.type),
+        "data": {"B": event.data},
+        "schema_version": _n(event.schema_version),
+        "correlation_id": _s(event.correlation_id),
+        "causation_id": _s(event.causation_id),
+        "recorded_at": _n(event.recorded_at),
+    }
+
+
+def _from_item(item: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        item["stream"]["S"],
+        int(item["version"]["N"]),
+        int(item["position"]["N"]),
+        item["event_id"]["S"],
+        item["type"]["S"],
+        bytes(item["data"]["B"]),
+        int(item["schema_version"]["N"]),
+        item["correlation_id"]["S"],
+        item["causation_id"]["S"],
+        float(item["recorded_at"]["N"]),
+    )
+
+
+class DynamoStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+        self.transactions = 0
+        self.conflicts_at_commit = 0
+        # Within one process, commits take turns: racing our own transactions
+        # against each other only burns retries (the journal already sends one
+        # batch at a time; this covers direct callers).
+        self._commit_lock = trio.Lock()
+
+    # -- appends -------------------------------------------------------------
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        async with self._commit_lock:
+            return await self._append_batch(requests)
+
+    async def _append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        outcomes: list[AppendOutcome | None] = [None] * len(requests)
+        chunk: list[int] = []
+        events_in_chunk = 0
+        for index, request in enumerate(requests):
+            if len(request.events) > MAX_EVENTS_PER_TRANSACTION:
+                outcomes[index] = TooManyEvents(request.stream, len(request.events))
+                continue
+            if events_in_chunk + len(request.events) > MAX_EVENTS_PER_TRANSACTION:
+                await self._commit_chunk(requests, chunk, outcomes)
+                chunk, events_in_chunk = [], 0
+            chunk.append(index)
+            events_in_chunk += len(request.events)
+        if chunk:
+            await self._commit_chunk(requests, chunk, outcomes)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _commit_chunk(
+        self,
+        requests: Sequence[AppendRequest],
+        chunk: list[int],
+        outcomes: list[AppendOutcome | None],
+    ) -> None:
+        for _ in range(COMMIT_RETRIES):
+            pending = [i for i in chunk if outcomes[i] is None]
+            last = await self._last_position()
+            planned: dict[int, Appended] = {}
+            items: list[dict[str, Any]] = []
+            versions: dict[str, int] = {}
+            position = last
+            for index in pending:
+                request = requests[index]
+                refusal = await self._refusal(request, versions)
+                if refusal is not None:
+                    outcomes[index] = refusal
+                    continue
+                version = versions.get(request.stream, request.expected_version)
+                positions = []
+                for new in request.events:
+                    version += 1
+                    position += 1
+                    stored = StoredEvent(
+                        request.stream,
+                        version,
+                        position,
+                        new.event_id,
+                        new.type,
+                        new.data,
+                        new.schema_version,
+                        new.correlation_id,
+                        new.causation_id,
+                        new.recorded_at,
+                    )
+                    items.append(
+                        self._put(_event_item(f"stream#{request.stream}", version, stored))
+                    )
+                    items.append(
+                        self._put(_event_item(f"log#{position // LOG_BUCKET}", position, stored))
+                    )
+                    items.append(
+                        self._put(
+                            {"pk": _s(f"id#{new.event_id}"), "sk": _n(0), "position": _n(position)}
+                        )
+                    )
+                    positions.append(position)
+                versions[request.stream] = version
+                planned[index] = Appended(request.stream, version, tuple(positions))
+            if not items:
+                return
+            items.append(self._move_last(last, position))
+            try:
+                await self.client.transact_write_items(TransactItems=items)
+            except self.client.exceptions.TransactionCanceledException:
+                self.conflicts_at_commit += 1  # someone else committed first: look again
+                continue
+            self.transactions += 1
+            for index, appended in planned.items():
+                outcomes[index] = appended
+            return
+        raise JournalError(
+            f"could not commit to DynamoDB table {self.table!r} after {COMMIT_RETRIES} tries: "
+            "too much contention from other writers"
+        )
+
+    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _move_last(self, old: int, new: int) -> dict[str, Any]:
+        condition = "attribute_not_exists(pk)" if old == 0 else "#last = :old"
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": _s("meta#position"), "sk": _n(0)},
+            "UpdateExpression": "SET #last = :new",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#last": "last"},
+            "ExpressionAttributeValues": {":new": _n(new)},
+        }
+        if old:
+            update["ExpressionAttributeValues"][":old"] = _n(old)
+        return {"Update": update}
+
+    async def _last_position(self) -> int:
+        response = await self.client.get_item(
+            TableName=self.table, Key={"pk": _s("meta#position"), "sk": _n(0)}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return int(item["last"]["N"]) if item else 0
+
+    async def _refusal(
+        self, request: AppendRequest, versions: dict[str, int]
+    ) -> AppendOutcome | None:
+        """The outcome for a request that cannot be written as asked, else None."""
+        ids = [event.event_id for event in request.events]
+        known: dict[str, int] = {}
+        if ids:
+            keys = [{"pk": _s(f"id#{i}"), "sk": _n(0)} for i in dict.fromkeys(ids)]
+            response = await self.client.batch_get_item(
+                RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+            )
+            for item in response["Responses"].get(self.table, []):
+                known[item["pk"]["S"].removeprefix("id#")] = int(item["position"]["N"])
+        actual = versions.get(request.stream)
+        if actual is None:
+            actual = await self._stream_version(request.stream)
+        if ids and len(known) == len(set(ids)):
+            return Appended(request.stream, actual, tuple(known[i] for i in ids), duplicate=True)
+        if known:
+            return DuplicateEventError(request.stream, [i for i in ids if i in known])
+        if actual != request.expected_version:
+            return ConflictError(request.stream, request.expected_version, actual)
+        versions[request.stream] = actual
+        return None
+
+    async def _stream_version(self, stream: str) -> int:
+        response = await self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(f"stream#{stream}")},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+            ProjectionExpression="sk",
+        )
+        items = response.get("Items", [])
+        return int(items[0]["sk"]["N"]) if items else 0
+
+    # -- reads -----------------------------------------------------------------
+
+    async def _query(self, pk: str, after: int, limit: int | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "ExpressionAttributeValues": {":pk": _s(pk), ":after": _n(after)},
+            "ConsistentRead": True,
+        }
+        while True:
+            if limit is not None:
+                arguments["Limit"] = limit - len(items)
+            response = await self.client.query(**arguments)
+            items.extend(response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start or (limit is not None and len(items) >= limit):
+                return items
+            arguments["ExclusiveStartKey"] = start
+
+    async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
+        return [_from_item(item) for item in await self._query(f"stream#{stream}", after_version)]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        # Everything up to `last` is committed (see the module docstring), so
+        # reading up to it can never step over a hole that fills in later.
+        last = await self._last_position()
+        events: list[StoredEvent] = []
+        position = after_position
+        while position < last and len(events) < limit:
+            bucket = (position + 1) // LOG_BUCKET
+            wanted = limit - len(events)
+            found = await self._query(f"log#{bucket}", position, wanted)
+            events.extend(e for e in map(_from_item, found) if e.position <= last)
+            if len(found) < wanted:  # nothing more in this bucket
+                position = (bucket + 1) * LOG_BUCKET - 1
+            else:
+                position = int(found[-1]["sk"]["N"])
+        return events[:limit]
+
+    # -- snapshots and checkpoints ---------------------------------------------
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        await self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": _s(f"snapshot#{snapshot.stream}"),
+                "sk": _n(0),
+                "version": _n(snapshot.version),
+                "state": {"B": snapshot.state},
+                "schema_version": _n(snapshot.schema_version),
+                "recorded_at": _n(snapshot.recorded_at),
+            },
+        )
+
+    async def load_snapshot(self, stream: str) -> Snapshot | None:
+        response = await self.client.get_item(
+            TableName=self.table,
+            Key={"pk": _s(f"snapshot#{stream}"), "sk": _n(0)},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return Snapshot(
+            stream=stream,
+            version=int(item["version"]["N"]),
+            state=bytes(item["state"]["B"]),
+            schema_version=int(item["schema_version"]["N"]),
+            recorded_at=float(item["recorded_at"]["N"]),
+        )
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        await self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _s("meta#checkpoints"), "sk": _n(0)},
+            UpdateExpression="SET #names = :all",
+            ExpressionAttributeNames={"#names": "names"},
+            ExpressionAttributeValues={
+                ":all": _s(json.dumps({**await self.checkpoints(), name: position}))
+            },
+        )
+
+    async def checkpoints(self) -> dict[str, int]:
+        response = await self.client.get_item(
+            TableName=self.table,
+            Key={"pk": _s("meta#checkpoints"), "sk": _n(0)},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return {k: int(v) for k, v in json.loads(item["names"]["S"]).items()} if item else {}
+
+    async def load_checkpoint(self, name: str) -> int:
+        return (await self.checkpoints()).get(name, 0)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _options(url: SplitResult) -> tuple[str, dict[str, str]]:
+    table = url.netloc or url.path.strip("/")
+    if not table:
+        raise StoreOpenError(
+            f"store URL {url.geturl()!r} names no table: use dynamodb://TABLE?region=REGION"
+        )
+    options = {key: values[-1] for key, values in parse_qs(url.query).items()}
+    unknown = set(options) - {"region", "endpoint"}
+    if unknown:
+        raise StoreOpenError(
+            f"unknown option {sorted(unknown)[0]!r} in DynamoDB store URL {url.geturl()!r} "
+            "(known: region, endpoint)"
+        )
+    return table, options
+
+
+@asynccontextmanager
+async def open_client(options: dict[str, str]) -> AsyncIterator[Any]:
+    try:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.httpxsession import HttpxSession
+        from aiobotocore.session import get_session
+    except ImportError:
+        raise StoreOpenError(
+            "the DynamoDB store needs the aws extra: pip install 'hostsmith[aws]'"
+        ) from None
+    session = get_session()
+    config = AioConfig(
+        http_session_cls=HttpxSession, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    async with session.create_client(
+        "dynamodb",
+        region_name=options.get("region") or None,
+        endpoint_url=options.get("endpoint") or None,
+        config=config,
+    ) as client:
+        yield client
+
+
+async def create_table(url: SplitResult) -> bool:
+    """Create the table the URL names; False if it exists already."""
+    table, options = _options(url)
+    async with open_client(options) as client:
+        with contextlib.suppress(client.exceptions.ResourceInUseException):
+            await client.create_table(
+                TableName=table,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "N"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            return True
+    return False
+
+
+@asynccontextmanager
+async def open_dynamodb_store(url: SplitResult) -> AsyncIterator[DynamoStore]:
+    table, options = _options(url)
+    async with open_client(options) as client:
+        try:
+            await client.describe_table(TableName=table)
+        except client.exceptions.ResourceNotFoundException:
+            raise StoreOpenError(
+                f"DynamoDB table {table!r} does not exist: create it with "
+                f"`hostsmith stores init {url.geturl()}`"
+            ) from None
+        except Exception as failure:  # credentials, endpoint, region: say which
+            raise StoreOpenError(
+                f"cannot reach DynamoDB table {table!r}: {type(failure).__name__}: {failure}"
+            ) from None
+        yield DynamoStore(client, table)

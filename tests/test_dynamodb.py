@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hostsmith.runtime import NewEvent, StoreOpenError, append
@@ -28,7 +30,7 @@ async def test_a_missing_table_says_how_to_create_it(moto: str) -> None:
     url = table_url(moto, "absent")
     with pytest.raises(
         StoreOpenError,
-        match=rf"^DynamoDB table 'absent' does not exist: create it with `hostsmith stores init {url}`$",
+        match=rf"^DynamoDB table 'absent' does not exist: create it with `hostsmith stores init {re.escape(url)}`$",
     ):
         async with open_store(url):
             pass

@@ -5,17 +5,21 @@ An actor is any object with `on_start()` and `receive(envelope)`. Its loop
 touched by its own task and needs no locks.
 
 Why it is built this way:
-- The mailbox is a bounded trio memory channel. A full mailbox makes the
-  sender wait (backpressure); nothing is ever dropped. Its depth is visible
-  through `statistics()`.
+- The mailbox is bounded (`_mailbox.BoundedMailbox`, a one-reader channel
+  with trio's semantics and a fraction of its memory). A full mailbox makes
+  the sender wait (backpressure); nothing is ever dropped. Its depth is
+  visible through `statistics()`.
 - `ask` puts a deadline in the envelope. The caller stops waiting at the
-  deadline, and the callee runs the handler inside a cancel scope with the
-  same deadline, so abandoned work is cancelled rather than left running.
-  A caller cancelled for any other reason cancels the callee's work too.
-- A `Rejected` from the handler is an answer, not a failure: it goes to the
-  caller and the actor carries on. Any other exception is a bug or an I/O
-  failure: the caller gets `ActorCrashed` at once (not a timeout later) and the
-  exception propagates, so the supervisor restarts the actor.
+  deadline (enforced by the runtime's `Deadlines` task, or by a cancel scope
+  for a reference made outside a runtime), and the callee runs the handler
+  inside a cancel scope with the same deadline, so abandoned work is
+  cancelled rather than left running. A caller cancelled for any other
+  reason cancels the callee's work too.
+- Errors that leave the actor sound (`ANSWERS`: a rejection, a conflict, a
+  nested timeout) go to the caller and the actor carries on.
+- Any other exception is a bug or an I/O failure: the caller gets it (or
+  `ActorCrashed`) at once, not a timeout later, and the exception
+  propagates, so the supervisor restarts the actor on the same mailbox.
 - An `ActorRef` whose mailbox was closed (the actor was passivated) asks its
   `reactivate` callback for a fresh mailbox, so callers never notice.
 """

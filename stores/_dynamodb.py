@@ -9,6 +9,7 @@ Items:
 - `stream#<name>` / version: an event, in its stream;
 - `log#<position // 1000>` / position: the same event, in the global log;
 - `id#<event id>` / 0: the event id's position, so an id is stored once;
+- `head#<stream>` / 0: the stream's version, the concurrency guard;
 - `meta#position` / 0: `last`, the highest position committed;
 - `snapshot#<stream>` / 0 and `meta#checkpoints` / 0 (a map of names).
 
@@ -23,12 +24,13 @@ later. The loser of such a race re-reads `last` and tries again.
 
 Group commit works as in the other stores (a batch of appends in one
 transaction), up to DynamoDB's limit of 100 items per transaction: three
-items per event plus the counter, so at most 33 events per transaction; a
-larger batch is split, and a single append of more than 33 events is
-refused with a clear error. A request whose version or ids conflict is
-found by a consistent read before the transaction (conflicts at commit time
-come back as cancellation reasons, and the batch is tried again without
-guesswork).
+items per event, one per stream head and one for the counter; a larger
+batch is split, and a single append of more than 32 events is refused with
+a clear error. Before each transaction one consistent batch read fetches
+the counter, the streams' heads and the event ids, and conflicts and
+duplicates are decided from it; the transaction's conditions (heads and
+counter unchanged, ids and positions new) make that decision safe, and a
+transaction cancelled by another writer is planned again from a new read.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ from hostsmith.runtime import (
 
 LOG_BUCKET = 1000
 MAX_ITEMS = 100
-MAX_EVENTS_PER_TRANSACTION = (MAX_ITEMS - 1) // 3
+MAX_EVENTS_PER_TRANSACTION = (MAX_ITEMS - 2) // 3
+"""Three items an event, one for the stream's head and one for the position counter."""
 COMMIT_RETRIES = 20
 
 
@@ -128,16 +131,17 @@ class DynamoStore:
     async def _append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         outcomes: list[AppendOutcome | None] = [None] * len(requests)
         chunk: list[int] = []
-        events_in_chunk = 0
+        items_in_chunk = 1  # the position counter
         for index, request in enumerate(requests):
-            if len(request.events) > MAX_EVENTS_PER_TRANSACTION:
+            needed = 3 * len(request.events) + 1
+            if needed + 1 > MAX_ITEMS:
                 outcomes[index] = TooManyEvents(request.stream, len(request.events))
                 continue
-            if events_in_chunk + len(request.events) > MAX_EVENTS_PER_TRANSACTION:
+            if items_in_chunk + needed > MAX_ITEMS:
                 await self._commit_chunk(requests, chunk, outcomes)
-                chunk, events_in_chunk = [], 0
+                chunk, items_in_chunk = [], 1
             chunk.append(index)
-            events_in_chunk += len(request.events)
+            items_in_chunk += needed
         if chunk:
             await self._commit_chunk(requests, chunk, outcomes)
         return [outcome for outcome in outcomes if outcome is not None]
@@ -150,18 +154,29 @@ class DynamoStore:
     ) -> None:
         for _ in range(COMMIT_RETRIES):
             pending = [i for i in chunk if outcomes[i] is None]
-            last = await self._last_position()
+            last, heads, known = await self._look(requests, pending)
             planned: dict[int, Appended] = {}
             items: list[dict[str, Any]] = []
-            versions: dict[str, int] = {}
+            started: dict[str, int] = {}  # each written stream's head before this batch
             position = last
             for index in pending:
                 request = requests[index]
-                refusal = await self._refusal(request, versions)
-                if refusal is not None:
-                    outcomes[index] = refusal
+                ids = [event.event_id for event in request.events]
+                actual = heads.get(request.stream, 0)
+                if ids and all(i in known for i in ids):
+                    stored_at = tuple(known[i] for i in ids)
+                    outcomes[index] = Appended(request.stream, actual, stored_at, duplicate=True)
                     continue
-                version = versions.get(request.stream, request.expected_version)
+                if any(i in known for i in ids):
+                    repeated = [i for i in ids if i in known]
+                    outcomes[index] = DuplicateEventError(request.stream, repeated)
+                    continue
+                if actual != request.expected_version:
+                    outcomes[index] = ConflictError(
+                        request.stream, request.expected_version, actual
+                    )
+                    continue
+                version = actual
                 positions = []
                 for new in request.events:
                     version += 1
@@ -189,12 +204,20 @@ class DynamoStore:
                             {"pk": _s(f"id#{new.event_id}"), "sk": _n(0), "position": _n(position)}
                         )
                     )
+                    known[new.event_id] = position
                     positions.append(position)
-                versions[request.stream] = version
+                started.setdefault(request.stream, actual)
+                heads[request.stream] = version
                 planned[index] = Appended(request.stream, version, tuple(positions))
+            # One update per stream head: a transaction may touch an item only once.
+            for stream, before in started.items():
+                if heads[stream] != before:
+                    items.append(self._move(f"head#{stream}", "version", before, heads[stream]))
             if not items:
+                for index, appended in planned.items():
+                    outcomes[index] = appended
                 return
-            items.append(self._move_last(last, position))
+            items.append(self._move("meta#position", "last", last, position))
             try:
                 await self.client.transact_write_items(TransactItems=items)
             except self.client.exceptions.TransactionCanceledException:
@@ -209,6 +232,33 @@ class DynamoStore:
             "too much contention from other writers"
         )
 
+    async def _look(
+        self, requests: Sequence[AppendRequest], pending: list[int]
+    ) -> tuple[int, dict[str, int], dict[str, int]]:
+        """One consistent read of the counter, the streams' heads and the event ids."""
+        streams = list(dict.fromkeys(requests[i].stream for i in pending))
+        ids = list(dict.fromkeys(e.event_id for i in pending for e in requests[i].events))
+        keys = [{"pk": _s("meta#position"), "sk": _n(0)}]
+        keys += [{"pk": _s(f"head#{stream}"), "sk": _n(0)} for stream in streams]
+        keys += [{"pk": _s(f"id#{i}"), "sk": _n(0)} for i in ids]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            wanted = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            while wanted:
+                response = await self.client.batch_get_item(RequestItems=wanted)
+                found.extend(response["Responses"].get(self.table, []))
+                wanted = response.get("UnprocessedKeys") or {}
+        last, heads, known = 0, {}, {}
+        for item in found:
+            key = item["pk"]["S"]
+            if key == "meta#position":
+                last = int(item["last"]["N"])
+            elif key.startswith("head#"):
+                heads[key.removeprefix("head#")] = int(item["version"]["N"])
+            else:
+                known[key.removeprefix("id#")] = int(item["position"]["N"])
+        return last, heads, known
+
     def _put(self, item: dict[str, Any]) -> dict[str, Any]:
         return {
             "Put": {
@@ -218,19 +268,22 @@ class DynamoStore:
             }
         }
 
-    def _move_last(self, old: int, new: int) -> dict[str, Any]:
-        condition = "attribute_not_exists(pk)" if old == 0 else "#last = :old"
-        update: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": {"pk": _s("meta#position"), "sk": _n(0)},
-            "UpdateExpression": "SET #last = :new",
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#last": "last"},
-            "ExpressionAttributeValues": {":new": _n(new)},
-        }
+    def _move(self, key: str, attribute: str, old: int, new: int) -> dict[str, Any]:
+        """Set `attribute` of item `key` from `old` to `new`, only if it still is `old`."""
+        condition = "attribute_not_exists(pk)" if old == 0 else "#a = :old"
+        values: dict[str, Any] = {":new": _n(new)}
         if old:
-            update["ExpressionAttributeValues"][":old"] = _n(old)
-        return {"Update": update}
+            values[":old"] = _n(old)
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": _s(key), "sk": _n(0)},
+                "UpdateExpression": "SET #a = :new",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#a": attribute},
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     async def _last_position(self) -> int:
         response = await self.client.get_item(
@@ -238,44 +291,6 @@ class DynamoStore:
         )
         item = response.get("Item")
         return int(item["last"]["N"]) if item else 0
-
-    async def _refusal(
-        self, request: AppendRequest, versions: dict[str, int]
-    ) -> AppendOutcome | None:
-        """The outcome for a request that cannot be written as asked, else None."""
-        ids = [event.event_id for event in request.events]
-        known: dict[str, int] = {}
-        if ids:
-            keys = [{"pk": _s(f"id#{i}"), "sk": _n(0)} for i in dict.fromkeys(ids)]
-            response = await self.client.batch_get_item(
-                RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
-            )
-            for item in response["Responses"].get(self.table, []):
-                known[item["pk"]["S"].removeprefix("id#")] = int(item["position"]["N"])
-        actual = versions.get(request.stream)
-        if actual is None:
-            actual = await self._stream_version(request.stream)
-        if ids and len(known) == len(set(ids)):
-            return Appended(request.stream, actual, tuple(known[i] for i in ids), duplicate=True)
-        if known:
-            return DuplicateEventError(request.stream, [i for i in ids if i in known])
-        if actual != request.expected_version:
-            return ConflictError(request.stream, request.expected_version, actual)
-        versions[request.stream] = actual
-        return None
-
-    async def _stream_version(self, stream: str) -> int:
-        response = await self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _s(f"stream#{stream}")},
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-            ProjectionExpression="sk",
-        )
-        items = response.get("Items", [])
-        return int(items[0]["sk"]["N"]) if items else 0
 
     # -- reads -----------------------------------------------------------------
 

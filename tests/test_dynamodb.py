@@ -46,7 +46,7 @@ async def test_an_append_larger_than_a_transaction_is_refused_clearly(moto: str)
         ]
         with pytest.raises(
             TooManyEvents,
-            match=r"larger than one DynamoDB transaction can hold \(33 events\): split the command's events$",
+            match=r"larger than one DynamoDB transaction can hold \(32 events\): split the command's events$",
         ):
             await append(store, "big-1", 0, events)
         assert await store.read_all() == []

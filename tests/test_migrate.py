@@ -16,7 +16,7 @@ import trio
 from hostsmith.runtime import AppendRequest, EventStore, NewEvent, Snapshot
 from hostsmith.runtime.testing import MemoryStore
 from hostsmith.stores import MigrationError, migrate, open_store, verify
-from tests.conftest import url_for
+from tests.conftest import prepare, url_for
 from tests.daemon import hostsmith
 
 STREAMS, EVENTS = 500, 10_000
@@ -61,21 +61,23 @@ async def fill(store: EventStore, streams: int = STREAMS, events: int = EVENTS) 
     ("source", "target"), list(itertools.permutations(["memory", *PERSISTENT], 2))
 )
 async def test_migration_copies_everything_between_every_pair(
-    tmp_path: pathlib.Path, source: str, target: str
+    tmp_path: pathlib.Path, source: str, target: str, request: pytest.FixtureRequest
 ) -> None:
-    async with (
-        open_store(url_for(source, tmp_path / "a")) as origin,
-        open_store(url_for(target, tmp_path / "b")) as copy,
-    ):
-        await fill(origin)
+    if "dynamodb" in (source, target):
+        request.getfixturevalue("moto")
+    source_url = await prepare(url_for(source, tmp_path / "a"))
+    target_url = await prepare(url_for(target, tmp_path / "b"))
+    streams, events = STREAMS, EVENTS
+    async with open_store(source_url) as origin, open_store(target_url) as copy:
+        await fill(origin, streams, events)
         report = await migrate(origin, copy, batch=1500)
 
-        assert report.copied == EVENTS
+        assert report.copied == events
         assert report.verification.ok, report.verification.mismatches
-        assert (report.verification.events, report.verification.streams) == (EVENTS, STREAMS)
-        assert await copy.read_all(0, EVENTS) == await origin.read_all(0, EVENTS)
+        assert (report.verification.events, report.verification.streams) == (events, streams)
+        assert await copy.read_all(0, events) == await origin.read_all(0, events)
         assert await copy.load_snapshot("kind0-0") == await origin.load_snapshot("kind0-0")
-        assert await copy.checkpoints() == {"projection": EVENTS // 2}
+        assert await copy.checkpoints() == {"projection": events // 2}
 
 
 async def test_a_second_run_finds_nothing_to_copy() -> None:
@@ -170,3 +172,18 @@ def test_a_migration_killed_mid_way_finishes_when_run_again(tmp_path: pathlib.Pa
     assert report["verified"] is True
     assert report["resumed_from"] >= 5000
     assert report["resumed_from"] + report["copied"] == report["events"] == 20_000
+
+
+@pytest.mark.slow
+async def test_migration_through_dynamodb_and_back(tmp_path: pathlib.Path, moto: str) -> None:
+    """DynamoDB on moto answers slowly (a few dozen transactions a second), so a small log."""
+    into = await prepare(url_for("dynamodb", tmp_path))
+    async with open_store(f"sqlite://{tmp_path}/a.db") as origin, open_store(into) as cloud:
+        await fill(origin, 20, 200)
+        there = await migrate(origin, cloud, batch=500)
+        assert there.verification.ok, there.verification.mismatches
+        async with open_store(f"json://{tmp_path}/back") as back:
+            again = await migrate(cloud, back, batch=500)
+            assert again.verification.ok, again.verification.mismatches
+            assert await back.read_all(0, 500) == await origin.read_all(0, 500)
+            assert await back.checkpoints() == {"projection": 100}

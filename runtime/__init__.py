@@ -64,6 +64,7 @@ from hostsmith.runtime._store import (
     Snapshot as Snapshot,
     StoredEvent as StoredEvent,
     append as append,
+    plan_appends as plan_appends,
 )
 from hostsmith.runtime._subscription import (
     Subscription as Subscription,
@@ -132,5 +133,6 @@ __all__ = [
     "new_id",
     "open_runtime",
     "open_supervisor",
+    "plan_appends",
     "run_actor",
 ]

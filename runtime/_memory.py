@@ -13,13 +13,12 @@ from collections.abc import Sequence
 
 import trio
 
-from hostsmith.runtime._errors import ConflictError, DuplicateEventError
 from hostsmith.runtime._store import (
-    Appended,
     AppendOutcome,
     AppendRequest,
     Snapshot,
     StoredEvent,
+    plan_appends,
 )
 
 
@@ -35,40 +34,15 @@ class MemoryStore:
     async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         await trio.lowlevel.checkpoint()
         self.transactions += 1
-        return [self._append_one(request) for request in requests]
-
-    def _append_one(self, request: AppendRequest) -> AppendOutcome:
-        stream = self._streams.get(request.stream, [])
-        known = [self._positions_by_id.get(e.event_id) for e in request.events]
-        if request.events and all(p is not None for p in known):
-            stored_at = tuple(p for p in known if p is not None)
-            return Appended(request.stream, len(stream), stored_at, duplicate=True)
-        if any(p is not None for p in known):
-            ids = [e.event_id for e, p in zip(request.events, known, strict=True) if p is not None]
-            return DuplicateEventError(request.stream, ids)
-        if len(stream) != request.expected_version:
-            return ConflictError(request.stream, request.expected_version, len(stream))
-        positions = []
-        for offset, new in enumerate(request.events):
-            stored = StoredEvent(
-                stream=request.stream,
-                version=request.expected_version + offset + 1,
-                position=len(self._log) + 1,
-                event_id=new.event_id,
-                type=new.type,
-                data=new.data,
-                schema_version=new.schema_version,
-                correlation_id=new.correlation_id,
-                causation_id=new.causation_id,
-                recorded_at=new.recorded_at,
-            )
-            self._log.append(stored)
-            stream.append(stored)
-            self._positions_by_id[new.event_id] = stored.position
-            positions.append(stored.position)
-        if stream:
-            self._streams[request.stream] = stream
-        return Appended(request.stream, len(stream), tuple(positions))
+        outcomes, written = plan_appends(
+            requests,
+            version_of=self.version_of,
+            position_of=self.position_of,
+            first_position=self.last_position + 1,
+        )
+        for event in written:
+            self.add(event)
+        return outcomes
 
     # -- for stores that keep this as their in-memory index ----------------------
 

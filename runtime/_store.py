@@ -26,12 +26,12 @@ ids are all stored already is a no-op that reports the stored positions with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
 
-from hostsmith.runtime._errors import JournalError
+from hostsmith.runtime._errors import ConflictError, DuplicateEventError, JournalError
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +112,67 @@ class EventStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def plan_appends(
+    requests: Sequence[AppendRequest],
+    *,
+    version_of: Callable[[str], int],
+    position_of: Callable[[str], int | None],
+    first_position: int,
+) -> tuple[list[AppendOutcome], list[StoredEvent]]:
+    """Decide a batch against a store's current state: the outcome of each request,
+    and the events to write, with their versions and positions.
+
+    The rules of the module docstring, in one place for every store that can
+    see its whole state before writing (memory, JSON files, DynamoDB after one
+    consistent read). Requests are decided in order, each against the ones
+    before it in the same batch.
+    """
+    versions: dict[str, int] = {}
+    pending: dict[str, int] = {}  # event id -> position, within this batch
+    position = first_position
+    outcomes: list[AppendOutcome] = []
+    written: list[StoredEvent] = []
+    for request in requests:
+        stream = request.stream
+        ids = [event.event_id for event in request.events]
+        known = [pending.get(i) or position_of(i) for i in ids]
+        actual = versions[stream] if stream in versions else version_of(stream)
+        if ids and all(p is not None for p in known):
+            stored_at = tuple(p for p in known if p is not None)
+            outcomes.append(Appended(stream, actual, stored_at, duplicate=True))
+            continue
+        if any(p is not None for p in known):
+            repeated = [i for i, p in zip(ids, known, strict=True) if p is not None]
+            outcomes.append(DuplicateEventError(stream, repeated))
+            continue
+        if actual != request.expected_version:
+            outcomes.append(ConflictError(stream, request.expected_version, actual))
+            continue
+        positions = []
+        for new in request.events:
+            actual += 1
+            written.append(
+                StoredEvent(
+                    stream,
+                    actual,
+                    position,
+                    new.event_id,
+                    new.type,
+                    new.data,
+                    new.schema_version,
+                    new.correlation_id,
+                    new.causation_id,
+                    new.recorded_at,
+                )
+            )
+            pending[new.event_id] = position
+            positions.append(position)
+            position += 1
+        versions[stream] = actual
+        outcomes.append(Appended(stream, actual, tuple(positions)))
+    return outcomes, written
 
 
 async def append(

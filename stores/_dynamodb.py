@@ -45,15 +45,13 @@ from urllib.parse import SplitResult, parse_qs
 import trio
 
 from hostsmith.runtime import (
-    Appended,
     AppendOutcome,
     AppendRequest,
-    ConflictError,
-    DuplicateEventError,
     JournalError,
     Snapshot,
     StoredEvent,
     StoreOpenError,
+    plan_appends,
 )
 
 LOG_BUCKET = 1000
@@ -111,6 +109,16 @@ def _from_item(item: dict[str, Any]) -> StoredEvent:
     )
 
 
+class _HeadLookup:
+    """A stream's version from one read of the heads (0 for a new stream)."""
+
+    def __init__(self, heads: dict[str, int]) -> None:
+        self.heads = heads
+
+    def __call__(self, stream: str) -> int:
+        return self.heads.get(stream, 0)
+
+
 class DynamoStore:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
@@ -155,67 +163,35 @@ class DynamoStore:
         for _ in range(COMMIT_RETRIES):
             pending = [i for i in chunk if outcomes[i] is None]
             last, heads, known = await self._look(requests, pending)
-            planned: dict[int, Appended] = {}
+            decided, written = plan_appends(
+                [requests[i] for i in pending],
+                version_of=_HeadLookup(heads),
+                position_of=known.get,
+                first_position=last + 1,
+            )
             items: list[dict[str, Any]] = []
-            started: dict[str, int] = {}  # each written stream's head before this batch
-            position = last
-            for index in pending:
-                request = requests[index]
-                ids = [event.event_id for event in request.events]
-                actual = heads.get(request.stream, 0)
-                if ids and all(i in known for i in ids):
-                    stored_at = tuple(known[i] for i in ids)
-                    outcomes[index] = Appended(request.stream, actual, stored_at, duplicate=True)
-                    continue
-                if any(i in known for i in ids):
-                    repeated = [i for i in ids if i in known]
-                    outcomes[index] = DuplicateEventError(request.stream, repeated)
-                    continue
-                if actual != request.expected_version:
-                    outcomes[index] = ConflictError(
-                        request.stream, request.expected_version, actual
-                    )
-                    continue
-                version = actual
-                positions = []
-                for new in request.events:
-                    version += 1
-                    position += 1
-                    stored = StoredEvent(
-                        request.stream,
-                        version,
-                        position,
-                        new.event_id,
-                        new.type,
-                        new.data,
-                        new.schema_version,
-                        new.correlation_id,
-                        new.causation_id,
-                        new.recorded_at,
-                    )
-                    items.append(
-                        self._put(_event_item(f"stream#{request.stream}", version, stored))
-                    )
-                    items.append(
-                        self._put(_event_item(f"log#{position // LOG_BUCKET}", position, stored))
-                    )
-                    items.append(
-                        self._put(
-                            {"pk": _s(f"id#{new.event_id}"), "sk": _n(0), "position": _n(position)}
-                        )
-                    )
-                    known[new.event_id] = position
-                    positions.append(position)
-                started.setdefault(request.stream, actual)
-                heads[request.stream] = version
-                planned[index] = Appended(request.stream, version, tuple(positions))
+            for stored in written:
+                items.append(
+                    self._put(_event_item(f"stream#{stored.stream}", stored.version, stored))
+                )
+                log_key = f"log#{stored.position // LOG_BUCKET}"
+                items.append(self._put(_event_item(log_key, stored.position, stored)))
+                id_item = {
+                    "pk": _s(f"id#{stored.event_id}"),
+                    "sk": _n(0),
+                    "position": _n(stored.position),
+                }
+                items.append(self._put(id_item))
             # One update per stream head: a transaction may touch an item only once.
-            for stream, before in started.items():
-                if heads[stream] != before:
-                    items.append(self._move(f"head#{stream}", "version", before, heads[stream]))
+            finals: dict[str, int] = {}
+            for stored in written:
+                finals[stored.stream] = stored.version
+            for stream, final in finals.items():
+                items.append(self._move(f"head#{stream}", "version", heads.get(stream, 0), final))
+            position = written[-1].position if written else last
             if not items:
-                for index, appended in planned.items():
-                    outcomes[index] = appended
+                for index, outcome in zip(pending, decided, strict=True):
+                    outcomes[index] = outcome
                 return
             items.append(self._move("meta#position", "last", last, position))
             try:
@@ -224,8 +200,8 @@ class DynamoStore:
                 self.conflicts_at_commit += 1  # someone else committed first: look again
                 continue
             self.transactions += 1
-            for index, appended in planned.items():
-                outcomes[index] = appended
+            for index, outcome in zip(pending, decided, strict=True):
+                outcomes[index] = outcome
             return
         raise JournalError(
             f"could not commit to DynamoDB table {self.table!r} after {COMMIT_RETRIES} tries: "

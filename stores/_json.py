@@ -40,14 +40,12 @@ import msgspec
 import trio
 
 from hostsmith.runtime import (
-    Appended,
     AppendOutcome,
     AppendRequest,
-    ConflictError,
-    DuplicateEventError,
     Snapshot,
     StoredEvent,
     StoreOpenError,
+    plan_appends,
 )
 from hostsmith.runtime.testing import MemoryStore
 
@@ -142,50 +140,14 @@ class JsonStore:
 
     def _append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         index = self._index
-        versions: dict[str, int] = {}
-        pending: dict[str, int] = {}  # event id -> position, within this batch
-        position = index.last_position + 1
-        outcomes: list[AppendOutcome] = []
-        written: list[StoredEvent] = []
-        for request in requests:
-            ids = [e.event_id for e in request.events]
-            known = [index.position_of(i) or pending.get(i) for i in ids]
-            actual = versions.get(request.stream, index.version_of(request.stream))
-            if ids and all(p is not None for p in known):
-                stored_at = tuple(p for p in known if p is not None)
-                outcomes.append(Appended(request.stream, actual, stored_at, duplicate=True))
-                continue
-            if any(p is not None for p in known):
-                repeated = [i for i, p in zip(ids, known, strict=True) if p is not None]
-                outcomes.append(DuplicateEventError(request.stream, repeated))
-                continue
-            if actual != request.expected_version:
-                outcomes.append(ConflictError(request.stream, request.expected_version, actual))
-                continue
-            positions = []
-            for new in request.events:
-                actual += 1
-                written.append(
-                    StoredEvent(
-                        request.stream,
-                        actual,
-                        position,
-                        new.event_id,
-                        new.type,
-                        new.data,
-                        new.schema_version,
-                        new.correlation_id,
-                        new.causation_id,
-                        new.recorded_at,
-                    )
-                )
-                pending[new.event_id] = position
-                positions.append(position)
-                position += 1
-            versions[request.stream] = actual
-            outcomes.append(Appended(request.stream, actual, tuple(positions)))
+        outcomes, written = plan_appends(
+            requests,
+            version_of=index.version_of,
+            position_of=index.position_of,
+            first_position=index.last_position + 1,
+        )
         if written:
-            self._write(written)
+            self._write(written)  # durable first; only then visible
             for event in written:
                 index.add(event)
         self.transactions += 1

@@ -94,6 +94,7 @@ def test_the_runtime_public_surface_is_pinned() -> None:
             "new_id",
             "open_runtime",
             "open_supervisor",
+            "plan_appends",
             "run_actor",
         ]
     )

@@ -3,7 +3,7 @@
 `ask` is on every command's path, so its wake-up must cost as little as trio
 allows. A `Reply` parks the asking task with `wait_task_rescheduled` and the
 answering task reschedules it directly: no channel, no `Event`, no parking
-lot, no cancel scope.
+lot, no cancel scope, not even an `outcome` object per answer.
 
 Invariants:
 - an outcome is set at most once; later `set_*` calls are ignored, so a late
@@ -19,42 +19,41 @@ from __future__ import annotations
 
 from typing import Any
 
-import outcome
 import trio
 
 
 class Reply:
-    __slots__ = ("_outcome", "_waiter", "abandoned", "expiry", "scope", "started")
+    __slots__ = ("_error", "_value", "_waiter", "abandoned", "done", "expiry", "scope", "started")
 
     def __init__(self) -> None:
-        self._outcome: outcome.Outcome[Any] | None = None
+        self.done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
         self._waiter: trio.lowlevel.Task | None = None
         self.abandoned = False
         self.started = False
         self.scope: trio.CancelScope | None = None
         self.expiry: tuple[str, float] | None = None
 
-    @property
-    def done(self) -> bool:
-        return self._outcome is not None
-
     def set_value(self, value: object) -> None:
-        self._settle(outcome.Value(value))
+        if not self.done:
+            self._value = value
+            self._settle()
 
     def set_error(self, error: BaseException) -> None:
-        self._settle(outcome.Error(error))
+        if not self.done:
+            self._error = error
+            self._settle()
 
     def set_outcome(self, result: object) -> None:
         """Settle with `result`, or raise it in the waiter if it is an exception."""
         if isinstance(result, BaseException):
-            self._settle(outcome.Error(result))
+            self.set_error(result)
         else:
-            self._settle(outcome.Value(result))
+            self.set_value(result)
 
-    def _settle(self, result: outcome.Outcome[Any]) -> None:
-        if self._outcome is not None:
-            return
-        self._outcome = result
+    def _settle(self) -> None:
+        self.done = True
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             trio.lowlevel.reschedule(waiter)
@@ -65,21 +64,26 @@ class Reply:
         if self.scope is not None:
             self.scope.cancel()
 
+    def _result(self) -> Any:
+        error = self._error
+        if error is not None:
+            self._error = None  # raised once; do not keep its traceback alive
+            raise error
+        return self._value
+
     async def wait(self) -> Any:
-        """Wait for the outcome and unwrap it. Cancelling the wait abandons the reply."""
-        if self._outcome is None:
+        """Wait for the outcome and return or raise it. Cancelling the wait abandons the reply."""
+        if not self.done:
             self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                self._waiter = None
-                self.abandon()
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         else:
             await trio.lowlevel.checkpoint()
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+        return self._result()
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        self.abandon()
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def wait_uncancellable(self) -> Any:
         """Wait for the outcome even if this task is cancelled meanwhile.
@@ -87,8 +91,11 @@ class Reply:
         The cancellation is not lost: trio delivers it at the task's next
         checkpoint. This is a shielded wait without the cost of a scope.
         """
-        if self._outcome is None:
+        if not self.done:
             self._waiter = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+            await trio.lowlevel.wait_task_rescheduled(_refuse)
+        return self._result()
+
+
+def _refuse(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED

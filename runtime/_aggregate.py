@@ -239,7 +239,7 @@ class AggregateActor(Generic[S, C, E]):
             and self._failure is None
             and mailbox is not None
             and mailbox.actor is self
-            and mailbox.depth == 0
+            and not len(mailbox)
         )
 
     async def execute_here(self, envelope: Envelope) -> None:

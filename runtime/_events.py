@@ -49,6 +49,7 @@ class EventRegistry:
 
     def __init__(self, *classes: type[msgspec.Struct]) -> None:
         self._types: dict[str, _EventType] = {}
+        self._by_class: dict[type, tuple[str, int]] = {}  # the encoder's fast path
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self._encoder = msgspec.json.Encoder()
         for cls in classes:
@@ -56,7 +57,9 @@ class EventRegistry:
 
     def register(self, cls: type[msgspec.Struct], *, version: int = 1) -> None:
         """Register `cls` as the current shape of its type, at schema `version`."""
-        self._types[event_tag(cls)] = _EventType(cls, version, msgspec.json.Decoder(cls))
+        tag = event_tag(cls)
+        self._types[tag] = _EventType(cls, version, msgspec.json.Decoder(cls))
+        self._by_class[cls] = (tag, version)
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Decorate a function that lifts a `type_name` payload from `from_version` to the next."""
@@ -73,11 +76,10 @@ class EventRegistry:
 
     def encode(self, event: msgspec.Struct) -> tuple[str, int, bytes]:
         """Return (type name, schema version, JSON bytes) for a registered event."""
-        tag = event_tag(type(event))
-        entry = self._types.get(tag)
-        if entry is None:
-            raise UnknownEventType(tag, self.type_names)
-        return tag, entry.version, self._encoder.encode(event)
+        known = self._by_class.get(type(event))
+        if known is None:
+            raise UnknownEventType(event_tag(type(event)), self.type_names)
+        return known[0], known[1], self._encoder.encode(event)
 
     def decode(self, type_name: str, schema_version: int, data: bytes) -> Any:
         entry = self._types.get(type_name)

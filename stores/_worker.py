@@ -1,0 +1,70 @@
+"""One dedicated thread per store, and a call into it that costs no scheduling round.
+
+A store that does blocking I/O (sqlite3, fsync) runs it off the trio thread.
+`trio.to_thread.run_sync` with a one-slot limiter would do, but it passes
+through the scheduler once before the thread starts. The journal depends on
+a store call being *dispatched the moment it is made*: it hands the next
+batch over and only then wakes the callers of the previous one, so the
+next transaction is being written while the trio thread answers
+(runtime/_journal.py). With the extra scheduling round the woken callers
+would run first and the store would sit idle meanwhile.
+
+A `WorkerThread` owns one OS thread that runs jobs in the order they were
+submitted, so the store needs no lock and its connection is used from one
+thread only. `run` queues the job and parks the caller; the thread hands
+the result back through the trio token. The wait is not cancellable,
+exactly like `to_thread.run_sync`'s default: work that has started in a
+thread cannot be interrupted, and the caller must learn its outcome.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import outcome
+import trio
+
+T = TypeVar("T")
+
+_Job = tuple[Callable[..., Any], tuple[Any, ...], trio.lowlevel.Task]
+
+
+class WorkerThread:
+    def __init__(self, name: str) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` on the thread, after every job submitted before it."""
+        if self._stopped:
+            raise RuntimeError("the worker thread is stopped")
+        self._jobs.put((function, args, trio.lowlevel.current_task()))
+        result: T = await trio.lowlevel.wait_task_rescheduled(_refuse)
+        return result
+
+    async def stop(self, last: Callable[[], object] | None = None) -> None:
+        """Run `last` (if any) as the final job, then let the thread end."""
+        if self._stopped:
+            return
+        try:
+            if last is not None:
+                await self.run(last)
+        finally:
+            self._stopped = True
+            self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            function, args, task = job
+            result = outcome.capture(function, *args)
+            self._token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+
+def _refuse(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED

@@ -9,6 +9,15 @@ up behind it, so under load many aggregates share one fsync, and with a
 single caller it degenerates to one transaction per append with no added
 wait: there is no timer, only "whatever is queued right now".
 
+A batch holds at most `max_batch` requests, and more than that are written
+as a pipeline: when a batch's outcome arrives and more is queued, the next
+batch goes to the store *before* the finished one's callers are answered.
+Those callers then run on the trio thread while the store writes (a thread
+store such as SQLite does the I/O with the GIL released), instead of the
+two taking turns. With 1,000 clients this took the SQLite counter benchmark
+from ~37k to ~48k commands/s. Below `max_batch` concurrent appends nothing
+changes: there is one batch in flight, and it is everything that queued.
+
 The queue is bounded; when it is full, `append` waits (backpressure reaches
 the aggregates and from them the callers).
 
@@ -46,6 +55,7 @@ from hostsmith.runtime._store import (
 log = logging.getLogger("hostsmith.runtime.journal")
 
 OutcomeCallback = Callable[[AppendOutcome], None]
+_Queued = tuple[AppendRequest, OutcomeCallback]
 
 
 class JournalStats(msgspec.Struct):
@@ -60,12 +70,12 @@ class JournalStats(msgspec.Struct):
 
 
 class Journal:
-    def __init__(self, store: EventStore, *, max_batch: int = 2048, queue_size: int = 8192) -> None:
+    def __init__(self, store: EventStore, *, max_batch: int = 512, queue_size: int = 8192) -> None:
         self.store = store
         self.max_batch = max_batch
         self.stats = JournalStats()
-        self._inbox: trio.MemorySendChannel[tuple[AppendRequest, OutcomeCallback]]
-        self._outbox: trio.MemoryReceiveChannel[tuple[AppendRequest, OutcomeCallback]]
+        self._inbox: trio.MemorySendChannel[_Queued]
+        self._outbox: trio.MemoryReceiveChannel[_Queued]
         self._inbox, self._outbox = trio.open_memory_channel(queue_size)
         self._committed = trio.Event()
         self.last_position = 0
@@ -110,16 +120,47 @@ class Journal:
         """The group-commit loop. Returns after `close()`, once the queue is empty."""
         task_status.started()
         try:
-            async for first in self._outbox:
-                batch = [first]
-                while len(batch) < self.max_batch:
-                    try:
-                        batch.append(self._outbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self._commit(batch)
+            async with trio.open_nursery() as nursery:
+                await self._pipeline(nursery)
         finally:
             self._refuse_queued()
+
+    async def _pipeline(self, nursery: trio.Nursery) -> None:
+        # `written` is a batch whose outcome is known but whose callers have
+        # not been answered yet. When more is queued, that next batch goes
+        # to the store *first*, and the answers follow: the trio thread runs
+        # the woken callers while the store writes (see the module doc).
+        written: tuple[list[_Queued], list[AppendOutcome]] | None = None
+        while True:
+            batch = self._take_queued()
+            if not batch:
+                if written is not None:
+                    self._answer(*written)
+                    written = None
+                    continue
+                try:
+                    batch = [await self._outbox.receive(), *self._take_queued(1)]
+                except trio.EndOfChannel:
+                    return
+            outcomes = Reply()
+            nursery.start_soon(self._write, batch, outcomes)
+            if written is not None:
+                # One scheduling round: `_write` hands the batch to the store
+                # before any caller woken below gets to run.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                self._answer(*written)
+            written = batch, await outcomes.wait_uncancellable()
+
+    def _take_queued(self, already: int = 0) -> list[_Queued]:
+        batch: list[_Queued] = []
+        room = self.max_batch - already
+        receive = self._outbox.receive_nowait
+        while len(batch) < room:
+            try:
+                batch.append(receive())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return batch
 
     def _refuse_queued(self) -> None:
         """After a cancellation, fail what was queued but never handed to the store."""
@@ -130,7 +171,7 @@ class Journal:
                 return
             on_outcome(PersistFailed(request.stream, RuntimeError("the journal was stopped")))
 
-    async def _commit(self, batch: list[tuple[AppendRequest, OutcomeCallback]]) -> None:
+    async def _write(self, batch: list[_Queued], result: Reply) -> None:
         outcomes: list[AppendOutcome]
         try:
             # Shielded: once a batch is handed to the store its outcome must be
@@ -144,9 +185,13 @@ class Journal:
             stats.transactions += 1
             stats.appends += len(batch)
             stats.largest_batch = max(stats.largest_batch, len(batch))
+        result.set_value(outcomes)
+
+    def _answer(self, batch: list[_Queued], outcomes: list[AppendOutcome]) -> None:
+        stats = self.stats
         for (_, on_outcome), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Appended) and outcome.positions:
-                self.stats.events += len(outcome.positions)
+                stats.events += len(outcome.positions)
                 self.last_position = max(self.last_position, outcome.positions[-1])
             try:
                 on_outcome(outcome)

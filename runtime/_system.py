@@ -15,6 +15,7 @@ independent.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -143,7 +144,8 @@ class Runtime:
         """The aggregate's address; activates it (replaying its log) if it is not live."""
         registry, name = self.registry, kind.name
         return AggregateRef(
-            registry.ref(name, aggregate_id), lambda: registry.touch(name, aggregate_id)
+            registry.ref(name, aggregate_id),
+            functools.partial(registry.touch, (name, aggregate_id)),
         )
 
     async def spawn(
@@ -199,7 +201,7 @@ async def open_runtime(
     max_resident: int = 100_000,
     idle_timeout: float = 600.0,
     mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
-    max_batch: int = 2048,
+    max_batch: int = 512,
     wall_clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
 ) -> AsyncIterator[Runtime]:

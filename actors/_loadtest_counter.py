@@ -7,7 +7,8 @@ next, so the figure is end-to-end: ask, decide, group commit, evolve, reply.
 The same run also measures a *baseline*: the same number of round trips by
 the same number of clients through bare trio (a bounded memory channel into
 an echo task per aggregate, and a `trio.Event` for the answer), with no
-runtime and no persistence. `ratio_to_baseline` is the share of that speed
+runtime and no persistence. It runs once before the engine and once after,
+and the two are averaged. `ratio_to_baseline` is the share of that speed
 the engine keeps while making every command durable.
 
 `resident_memory` is a separate measurement: activate A aggregates, give each
@@ -121,7 +122,10 @@ async def bare_trio_baseline(load: CounterLoad) -> float:
 
 
 async def run_counter(load: CounterLoad) -> CounterReport:
-    baseline = await bare_trio_baseline(load)
+    # The baseline is measured before and after the engine and averaged: on
+    # a shared machine the CPU's speed drifts within seconds, and a single
+    # measurement on one side made the ratio swing by a tenth.
+    baseline_before = await bare_trio_baseline(load)
     async with (
         open_store(load.store) as store,
         open_runtime(
@@ -140,6 +144,7 @@ async def run_counter(load: CounterLoad) -> CounterReport:
         )
         transactions = stats.transactions - transactions_before
         appends = stats.appends - appends_before
+    baseline = (baseline_before + await bare_trio_baseline(load)) / 2
     latencies.sort()
     rate = load.commands / elapsed
     return CounterReport(

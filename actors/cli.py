@@ -39,7 +39,7 @@ from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
 from hostsmith.actors._loadtest_replay import run_activation, run_replay
 from hostsmith.actors._logging import configure_logging
-from hostsmith.actors._process import tune_garbage_collector
+from hostsmith.actors._process import tune_process
 from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
 from hostsmith.actors._service import HostFactoryError
 from hostsmith.actors._templates import TemplateError, load_templates
@@ -120,7 +120,7 @@ def loadtest(
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
     positive("aggregates", aggregates)
-    tune_garbage_collector()
+    tune_process()
     try:
         if workload is Workload.resident_memory:
             report: msgspec.Struct = trio.run(run_resident_memory, store, aggregates)
@@ -169,7 +169,7 @@ def serve(
             settings, server=msgspec.structs.replace(settings.server, **overrides)
         )
     configure_logging(settings.log)
-    tune_garbage_collector()
+    tune_process()
     try:
         trio.run(serve_daemon, settings)
     except (ConfigError, RuntimeFault, TemplateError, OSError) as error:

@@ -129,9 +129,8 @@ class Registry:
             self.deadlines,
         )
 
-    def touch(self, kind_name: str, aggregate_id: str) -> None:
-        """Note a use of the actor: it becomes the most recently used, and not idle."""
-        key = (kind_name, aggregate_id)
+    def touch(self, key: Key) -> None:
+        """Note a use of the actor at `key` (kind, id): most recently used now, and not idle."""
         resident = self._live.get(key)
         if resident is not None:
             self._live.move_to_end(key)

@@ -160,6 +160,7 @@ class Registry:
                 run=functools.partial(self._run, resident),
                 restart=Restart.TRANSIENT,
                 stop=resident.mailbox.close,
+                own_scope=False,
             )
         )
         while len(self._live) > self.max_resident:

@@ -216,3 +216,33 @@ async def test_shutdown_is_ordered_and_waits_for_the_grace_period(
 
     # the second (newest) child is asked first, and cancelled at the grace period
     assert log == ["second asked at 0", "first asked at 5", "first finished at 6"]
+
+
+async def test_a_child_without_its_own_scope_is_waited_for_then_cancelled_at_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    stop_asked = trio.Event()
+
+    async def slow_to_stop(task_status: trio.TaskStatus[Any]) -> None:
+        task_status.started()
+        try:
+            await stop_asked.wait()
+            await trio.sleep(8.0)
+            log.append(f"ended at {trio.current_time():g}")
+        except trio.Cancelled:
+            log.append(f"cancelled at {trio.current_time():g}")
+            raise
+
+    def spec(name: str) -> ChildSpec:
+        return ChildSpec(name=name, run=slow_to_stop, stop=stop_asked.set, own_scope=False)
+
+    async with open_supervisor("sup", policy(grace=5.0)) as supervisor:
+        await supervisor.start(spec("alone"))
+        # Stopping it alone cannot cancel it, so it is waited for past the grace.
+        await supervisor.stop_child("alone")
+        assert log == ["ended at 8"]
+        stop_asked = trio.Event()
+        await supervisor.start(spec("at shutdown"))
+    # At shutdown it is cancelled with the supervisor once the grace is over.
+    assert log == ["ended at 8", "cancelled at 13"]

@@ -1,8 +1,9 @@
 """Supervisors: a nursery that restarts its children, and knows when to give up.
 
 A supervisor owns one trio nursery. Each child runs in a cancel scope of its
-own inside it (unless it opts out, see `ChildSpec.own_scope`), wrapped so that a child's exception is caught and judged here
-rather than tearing the nursery down. What happens next follows Erlang/OTP,
+own inside it (unless it opts out, see `ChildSpec.own_scope`), wrapped so
+that a child's exception is caught and judged here rather than tearing the
+nursery down. What happens next follows Erlang/OTP,
 whose vocabulary is used on purpose:
 
 - *restart type*, per child: `PERMANENT` children are always restarted,

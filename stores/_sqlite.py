@@ -118,7 +118,10 @@ class SQLiteStore:
         self._db = connection
         self._worker = worker
         self._closed = False
+        # What this connection wrote last: each stream's version and the next
+        # free position. Valid while `PRAGMA data_version` stays the same.
         self._versions: dict[str, int] = {}
+        self._next_free: int | None = None
         self._data_version = -1
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
@@ -136,7 +139,7 @@ class SQLiteStore:
             outcomes = self._in_transaction(self._write_fast, requests)
         except sqlite3.IntegrityError:
             outcomes = self._in_transaction(self._write_careful, requests)
-            self._versions.clear()  # the careful path does not maintain it
+            self._forget_written()  # the careful path does not maintain it
         self.transactions += 1
         return outcomes
 
@@ -151,12 +154,18 @@ class SQLiteStore:
             outcomes = write(requests)
         except BaseException:
             db.execute("ROLLBACK")
-            self._versions.clear()  # it may hold versions that were rolled back
+            self._forget_written()  # it may hold versions that were rolled back
             raise
         db.execute("COMMIT")
         return outcomes
 
+    def _forget_written(self) -> None:
+        self._versions.clear()
+        self._next_free = None
+
     def _next_position(self) -> int:
+        if self._next_free is not None:
+            return self._next_free
         (last,) = self._db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
         return int(last) + 1
 
@@ -169,7 +178,7 @@ class SQLiteStore:
         """
         (data_version,) = self._db.execute("PRAGMA data_version").fetchone()
         if data_version != self._data_version or len(self._versions) > _VERSION_CACHE_LIMIT:
-            self._versions.clear()
+            self._forget_written()
             self._data_version = data_version
         cache = self._versions
         missing = [stream for stream in streams if stream not in cache]
@@ -195,6 +204,7 @@ class SQLiteStore:
             versions[request.stream] = outcome.version
             outcomes.append(outcome)
         _insert(db, rows)
+        self._next_free = position
         return outcomes
 
     def _write_careful(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:

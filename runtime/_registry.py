@@ -129,12 +129,12 @@ class Registry:
             self.deadlines,
         )
 
-    def touch(self, key: Key) -> None:
-        """Note a use of the actor at `key` (kind, id): most recently used now, and not idle."""
+    def touch(self, key: Key, now: float) -> None:
+        """Note a use at `now` of the actor at `key` (kind, id): most recently used, not idle."""
         resident = self._live.get(key)
         if resident is not None:
             self._live.move_to_end(key)
-            resident.last_active = trio.current_time()
+            resident.last_active = now
 
     def _activate(self, key: Key) -> Mailbox:
         resident = self._live.get(key)

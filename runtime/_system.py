@@ -58,7 +58,7 @@ class AggregateRef(Generic[S, C]):
 
     __slots__ = ("_ref", "_touch")
 
-    def __init__(self, ref: ActorRef, touch: Callable[[], None]) -> None:
+    def __init__(self, ref: ActorRef, touch: Callable[[float], None]) -> None:
         self._ref = ref
         self._touch = touch
 
@@ -79,12 +79,13 @@ class AggregateRef(Generic[S, C]):
         Pass the same `command_id` when retrying after a timeout: the command
         is then applied at most once.
         """
-        self._touch()
+        now = trio.current_time()
+        self._touch(now)
         actor = self._ref.mailbox.actor
         if isinstance(actor, AggregateActor) and actor.idle:
             # The aggregate is idle: decide in this task, no queue, no task
             # switch (see _aggregate's docstring for why this is still safe).
-            deadline = trio.current_time() + timeout
+            deadline = now + timeout
             reply = Reply()
             envelope = wrap(
                 command,
@@ -104,7 +105,7 @@ class AggregateRef(Generic[S, C]):
 
     async def state(self, *, timeout: float = DEFAULT_ASK_TIMEOUT) -> S:
         """The aggregate's current state, as its actor sees it."""
-        self._touch()
+        self._touch(trio.current_time())
         actor = self._ref.mailbox.actor
         if isinstance(actor, AggregateActor) and actor.idle:
             await trio.lowlevel.checkpoint()

@@ -59,6 +59,8 @@ MAX_ITEMS = 100
 MAX_EVENTS_PER_TRANSACTION = (MAX_ITEMS - 2) // 3
 """Three items an event, one for the stream's head and one for the position counter."""
 COMMIT_RETRIES = 20
+_BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
+_LOAD_LANES = 8  # BatchWriteItem calls in flight at once during a bulk load
 
 
 class TooManyEvents(JournalError):
@@ -228,7 +230,13 @@ class DynamoStore:
         for item in found:
             key = item["pk"]["S"]
             if key == "meta#position":
-                last = int(item["last"]["N"])
+                if "loading" in item:
+                    raise JournalError(
+                        f"DynamoDB table {self.table!r} holds an unfinished bulk load (up to "
+                        f"position {item['loading']['N']}): run the same `hostsmith migrate` "
+                        "again to finish it before writing to the table"
+                    )
+                last = int(item["last"]["N"]) if "last" in item else 0
             elif key.startswith("head#"):
                 heads[key.removeprefix("head#")] = int(item["version"]["N"])
             else:
@@ -265,8 +273,8 @@ class DynamoStore:
         response = await self.client.get_item(
             TableName=self.table, Key={"pk": _s("meta#position"), "sk": _n(0)}, ConsistentRead=True
         )
-        item = response.get("Item")
-        return int(item["last"]["N"]) if item else 0
+        item = response.get("Item") or {}
+        return int(item["last"]["N"]) if "last" in item else 0
 
     # -- reads -----------------------------------------------------------------
 
@@ -307,6 +315,127 @@ class DynamoStore:
             else:
                 position = int(found[-1]["sk"]["N"])
         return events[:limit]
+
+    # -- bulk loading, for migration ------------------------------------------
+
+    async def load_events(self, events: Sequence[StoredEvent]) -> None:
+        """Write `events`, which continue the log exactly, without transactions.
+
+        This is `hostsmith migrate`'s way in: a transaction holds at most 32
+        events and costs a round trip each, while `BatchWriteItem` takes 25
+        items a call and calls can overlap. The caller guarantees what the
+        append path would check (versions continue each stream, ids are new):
+        migration copies a store whose log already obeys those rules, onto an
+        exact prefix of it.
+
+        Safe to interrupt: `meta#position` first records the range being
+        loaded (`loading`), then the items are written, and only then does
+        `last` move past them, so `read_all` never shows a half-loaded range.
+        The next load must start at that same range with the same events
+        (migration resumes from `last`, so it does); anything else is refused,
+        because the leftovers would be overwritten by different data.
+        """
+        if not events:
+            return
+        last, loading = await self._load_marks()
+        first, end = events[0].position, events[-1].position
+        if first != last + 1 or end - first + 1 != len(events):
+            raise JournalError(
+                f"a bulk load into DynamoDB table {self.table!r} must continue the log at "
+                f"position {last + 1} without gaps; it was given positions {first}..{end}"
+            )
+        if loading > last:
+            await self._check_leftovers(last, loading, events)
+        await self._mark(last, max(loading, end))
+        items: list[dict[str, Any]] = []
+        heads: dict[str, int] = {}
+        for event in events:
+            items.append(_event_item(f"stream#{event.stream}", event.version, event))
+            items.append(_event_item(f"log#{event.position // LOG_BUCKET}", event.position, event))
+            items.append(
+                {"pk": _s(f"id#{event.event_id}"), "sk": _n(0), "position": _n(event.position)}
+            )
+            heads[event.stream] = event.version
+        items += [
+            {"pk": _s(f"head#{stream}"), "sk": _n(0), "version": _n(version)}
+            for stream, version in heads.items()
+        ]
+        lanes = trio.CapacityLimiter(_LOAD_LANES)
+        async with trio.open_nursery() as nursery:
+            for start in range(0, len(items), _BATCH_WRITE_ITEMS):
+                chunk = items[start : start + _BATCH_WRITE_ITEMS]
+                nursery.start_soon(self._batch_write, chunk, lanes)
+        await self._mark(last, max(loading, end), committed=end)
+
+    async def _load_marks(self) -> tuple[int, int]:
+        response = await self.client.get_item(
+            TableName=self.table, Key={"pk": _s("meta#position"), "sk": _n(0)}, ConsistentRead=True
+        )
+        item = response.get("Item") or {}
+        last = int(item["last"]["N"]) if "last" in item else 0
+        loading = int(item["loading"]["N"]) if "loading" in item else 0
+        return last, loading
+
+    async def _mark(self, last: int, loading: int, *, committed: int | None = None) -> None:
+        """Record the range being loaded, or (with `committed`) move `last` and clear it."""
+        condition = "attribute_not_exists(#last)" if last == 0 else "#last = :last"
+        values: dict[str, Any] = {":loading": _n(loading)}
+        if last:
+            values[":last"] = _n(last)
+        if committed is None:
+            update = "SET #loading = :loading"
+        else:
+            update = "SET #last = :committed REMOVE #loading"
+            del values[":loading"]
+            values[":committed"] = _n(committed)
+        try:
+            await self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s("meta#position"), "sk": _n(0)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#last": "last", "#loading": "loading"},
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise JournalError(
+                f"DynamoDB table {self.table!r} was written by someone else during a bulk load: "
+                "load only into a table nothing else uses"
+            ) from None
+
+    async def _check_leftovers(
+        self, last: int, loading: int, events: Sequence[StoredEvent]
+    ) -> None:
+        """The items of an interrupted load must be the very events being loaded now."""
+        if events[-1].position < loading:
+            raise JournalError(
+                f"DynamoDB table {self.table!r} holds an unfinished load up to position "
+                f"{loading}; load from position {last + 1} to at least {loading} to finish it"
+            )
+        incoming = {event.position: event for event in events}
+        for bucket in range((last + 1) // LOG_BUCKET, loading // LOG_BUCKET + 1):
+            for item in await self._query(f"log#{bucket}", last):
+                left = _from_item(item)
+                new = incoming.get(left.position)
+                if left.position <= loading and left != new:
+                    offered = f"{new.stream} v{new.version} ({new.event_id})" if new else "nothing"
+                    raise JournalError(
+                        f"DynamoDB table {self.table!r} holds an unfinished load of different "
+                        f"data: at position {left.position} it has {left.stream} v{left.version} "
+                        f"({left.event_id}), this load has {offered}. Delete the table, create "
+                        "it again with `hostsmith stores init`, and migrate into it"
+                    )
+
+    async def _batch_write(self, items: list[dict[str, Any]], lanes: trio.CapacityLimiter) -> None:
+        wanted = {self.table: [{"PutRequest": {"Item": item}} for item in items]}
+        delay = 0.05
+        while wanted:
+            async with lanes:
+                response = await self.client.batch_write_item(RequestItems=wanted)
+            wanted = response.get("UnprocessedItems") or {}
+            if wanted:  # throttled: DynamoDB asks to back off and send the rest
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     # -- snapshots and checkpoints ---------------------------------------------
 

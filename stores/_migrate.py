@@ -14,7 +14,9 @@ Why it is built this way:
   (appends are atomic), and event-id deduplication makes a repeated batch
   harmless.
 - Events are appended with their expected versions, so the target's own
-  concurrency checks guard the copy too.
+  concurrency checks guard the copy too. A target that can load in bulk
+  (`BulkLoader`: DynamoDB, where a transaction holds only 32 events) is
+  handed whole batches instead; its loader is interruptible in the same way.
 - Verification reads both stores in full and compares counts and a SHA-256
   per stream over (version, id, type, schema version, data), and the global
   order. `verify(source, target)` alone is `--verify-only`.
@@ -23,8 +25,9 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from hostsmith.runtime import (
     AppendRequest,
@@ -37,6 +40,12 @@ from hostsmith.runtime import (
 
 Progress = Callable[[int, int], None]
 """Called with (events copied so far, events in all)."""
+
+
+@runtime_checkable
+class BulkLoader(Protocol):
+    async def load_events(self, events: Sequence[StoredEvent]) -> None:
+        """Write events that continue this store's log exactly, positions and all."""
 
 
 class MigrationError(StoreOpenError):
@@ -115,15 +124,21 @@ async def migrate(
     if progress:
         progress(done, total)
     while events := await source.read_all(done, batch):
-        requests = _as_requests(events)
-        for outcome in await target.append_batch(requests):
-            if isinstance(outcome, JournalError):
-                raise MigrationError(f"the target refused part of the copy: {outcome}")
+        if isinstance(target, BulkLoader):
+            try:
+                await target.load_events(events)
+            except JournalError as refusal:
+                raise MigrationError(f"the target refused part of the copy: {refusal}") from None
+        else:
+            for outcome in await target.append_batch(_as_requests(events)):
+                if isinstance(outcome, JournalError):
+                    raise MigrationError(f"the target refused part of the copy: {outcome}")
         done = events[-1].position
         if progress:
             progress(done, total)
+    source_digest = await _digest(source, batch)  # read once: for snapshots and the check
     snapshots = 0
-    for stream in sorted(await _streams(source, batch)):
+    for stream in sorted(source_digest[1]):
         snapshot = await source.load_snapshot(stream)
         if snapshot is not None:
             await target.save_snapshot(snapshot)
@@ -131,7 +146,7 @@ async def migrate(
     checkpoints = await source.checkpoints()
     for name, position in checkpoints.items():
         await target.save_checkpoint(name, position)
-    verification = await verify(source, target, batch=batch)
+    verification = _compare(source_digest, await _digest(target, batch))
     return MigrationReport(done - resumed, resumed, snapshots, len(checkpoints), verification)
 
 
@@ -168,16 +183,10 @@ def _request(run: list[StoredEvent]) -> AppendRequest:
     )
 
 
-async def _streams(store: EventStore, batch: int) -> set[str]:
-    streams: set[str] = set()
-    position = 0
-    while events := await store.read_all(position, batch):
-        streams.update(event.stream for event in events)
-        position = events[-1].position
-    return streams
+Digest = tuple[int, dict[str, tuple[int, str]], str]
 
 
-async def _digest(store: EventStore, batch: int) -> tuple[int, dict[str, tuple[int, str]], str]:
+async def _digest(store: EventStore, batch: int) -> Digest:
     """(event count, per stream (count, sha256), sha256 of the global order)."""
     per_stream: dict[str, hashlib._Hash] = {}
     counts: dict[str, int] = {}
@@ -199,8 +208,12 @@ async def _digest(store: EventStore, batch: int) -> tuple[int, dict[str, tuple[i
 
 async def verify(source: EventStore, target: EventStore, *, batch: int = 2000) -> Verification:
     """Compare two stores event for event (by count and checksum per stream, and global order)."""
-    source_count, source_streams, source_order = await _digest(source, batch)
-    target_count, target_streams, target_order = await _digest(target, batch)
+    return _compare(await _digest(source, batch), await _digest(target, batch))
+
+
+def _compare(source: Digest, target: Digest) -> Verification:
+    source_count, source_streams, source_order = source
+    target_count, target_streams, target_order = target
     mismatches = []
     if source_count != target_count:
         mismatches.append(f"the source has {source_count} events, the target {target_count}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
-from hostsmith.runtime import NewEvent, StoreOpenError, append
+from hostsmith.runtime import JournalError, NewEvent, StoredEvent, StoreOpenError, append
 from hostsmith.stores import open_store
-from hostsmith.stores._dynamodb import MAX_EVENTS_PER_TRANSACTION, TooManyEvents
+from hostsmith.stores._dynamodb import MAX_EVENTS_PER_TRANSACTION, DynamoStore, TooManyEvents
 from tests.daemon import hostsmith
 
 
@@ -60,3 +61,83 @@ async def test_an_unknown_option_is_named(moto: str) -> None:
     ):
         async with open_store(f"dynamodb://t?consistency=strong&endpoint={moto}"):
             pass
+
+
+class FailsAfter:
+    """A DynamoDB client that passes calls through, until the Nth bulk write fails.
+
+    It stands in for a process killed in the middle of a bulk load: some of
+    the load's items are written and the rest are not.
+    """
+
+    def __init__(self, client: Any, writes: int) -> None:
+        self._client = client
+        self._writes_left = writes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def batch_write_item(self, **arguments: Any) -> Any:
+        self._writes_left -= 1
+        if self._writes_left < 0:
+            raise ConnectionError("the connection dropped")
+        return await self._client.batch_write_item(**arguments)
+
+
+def stored(count: int, prefix: str = "e") -> list[StoredEvent]:
+    return [
+        StoredEvent(f"s-{n % 7}", n // 7 + 1, n + 1, f"{prefix}{n}", "T", b"{}")
+        for n in range(count)
+    ]
+
+
+async def test_an_interrupted_bulk_load_is_hidden_and_only_the_same_data_finishes_it(
+    moto: str,
+) -> None:
+    url = table_url(moto)
+    assert hostsmith("stores", "init", url).returncode == 0
+    events = stored(600)
+    async with open_store(url) as store:
+        assert isinstance(store, DynamoStore)
+        broken = DynamoStore(FailsAfter(store.client, writes=20), store.table)
+        with pytest.raises(ExceptionGroup):
+            await broken.load_events(events)
+        assert await store.read_all() == []  # the half-written load is not visible
+
+        with pytest.raises(
+            JournalError,
+            match=r"holds an unfinished load of different data: at position (\d+) it has s-\d v\d+ \(e\d+\), this load has s-\d v\d+ \(x\d+\)\. Delete the table",
+        ):
+            await store.load_events(stored(600, prefix="x"))
+        with pytest.raises(
+            JournalError, match=r"holds an unfinished load up to position 600; load from position 1"
+        ):
+            await store.load_events(events[:300])
+        with pytest.raises(
+            JournalError,
+            match=r"holds an unfinished bulk load \(up to position 600\): run the same `hostsmith migrate` again",
+        ):
+            await append(store, "s-0", 0, [NewEvent(event_id="early", type="T", data=b"{}")])
+
+        await store.load_events(events)
+        assert await store.read_all(0, 1000) == events
+        assert await store.read("s-3") == [e for e in events if e.stream == "s-3"]
+        # the heads were loaded too: the next append continues each stream
+        next_version = len(await store.read("s-0")) + 1
+        await append(
+            store, "s-0", next_version - 1, [NewEvent(event_id="after", type="T", data=b"{}")]
+        )
+        assert (await store.read("s-0"))[-1].version == next_version
+
+
+async def test_a_bulk_load_must_continue_the_log(moto: str) -> None:
+    url = table_url(moto)
+    assert hostsmith("stores", "init", url).returncode == 0
+    async with open_store(url) as store:
+        assert isinstance(store, DynamoStore)
+        with pytest.raises(
+            JournalError,
+            match=r"must continue the log at position 1 without gaps; it was given positions 2\.\.600$",
+        ):
+            await store.load_events(stored(600)[1:])
+        assert await store.read_all() == []

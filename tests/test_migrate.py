@@ -16,6 +16,7 @@ import trio
 from hostsmith.runtime import AppendRequest, EventStore, NewEvent, Snapshot
 from hostsmith.runtime.testing import MemoryStore
 from hostsmith.stores import MigrationError, migrate, open_store, verify
+from hostsmith.stores._migrate import BulkLoader
 from tests.conftest import prepare, url_for
 from tests.daemon import hostsmith
 
@@ -24,7 +25,19 @@ PERSISTENT = ["sqlite", "json-single", "json-split"]
 
 
 async def fill(store: EventStore, streams: int = STREAMS, events: int = EVENTS) -> None:
-    """`events` events over `streams` streams, interleaved, plus snapshots and checkpoints."""
+    """`events` events over `streams` streams, interleaved, plus snapshots and checkpoints.
+
+    DynamoDB is filled through its bulk loader, as a migration into it would:
+    on moto each transaction copies the whole table, so 10,000 events a few
+    dozen at a time would take hours.
+    """
+    if isinstance(store, BulkLoader):
+        staged = MemoryStore()
+        await fill(staged, streams, events)
+        await store.load_events(await staged.read_all(0, events))
+        await store.save_snapshot(await staged.load_snapshot("kind0-0"))  # type: ignore[arg-type]
+        await store.save_checkpoint("projection", events // 2)
+        return
     versions = dict.fromkeys(range(streams), 0)
     batch = []
     for n in range(events):
@@ -58,7 +71,7 @@ async def fill(store: EventStore, streams: int = STREAMS, events: int = EVENTS) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("source", "target"), list(itertools.permutations(["memory", *PERSISTENT], 2))
+    ("source", "target"), list(itertools.permutations(["memory", *PERSISTENT, "dynamodb"], 2))
 )
 async def test_migration_copies_everything_between_every_pair(
     tmp_path: pathlib.Path, source: str, target: str, request: pytest.FixtureRequest
@@ -172,18 +185,3 @@ def test_a_migration_killed_mid_way_finishes_when_run_again(tmp_path: pathlib.Pa
     assert report["verified"] is True
     assert report["resumed_from"] >= 5000
     assert report["resumed_from"] + report["copied"] == report["events"] == 20_000
-
-
-@pytest.mark.slow
-async def test_migration_through_dynamodb_and_back(tmp_path: pathlib.Path, moto: str) -> None:
-    """DynamoDB on moto answers slowly (a few dozen transactions a second), so a small log."""
-    into = await prepare(url_for("dynamodb", tmp_path))
-    async with open_store(f"sqlite://{tmp_path}/a.db") as origin, open_store(into) as cloud:
-        await fill(origin, 20, 200)
-        there = await migrate(origin, cloud, batch=500)
-        assert there.verification.ok, there.verification.mismatches
-        async with open_store(f"json://{tmp_path}/back") as back:
-            again = await migrate(cloud, back, batch=500)
-            assert again.verification.ok, again.verification.mismatches
-            assert await back.read_all(0, 500) == await origin.read_all(0, 500)
-            assert await back.checkpoints() == {"projection": 100}

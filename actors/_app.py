@@ -14,19 +14,21 @@ import math
 import pathlib
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import msgspec
 import trio
 
+from hostsmith.actors._aws import check_templates, open_aws_provider
 from hostsmith.actors._config import Config
 from hostsmith.actors._gateway import Gateway, GatewayPolicy
 from hostsmith.actors._machines import MACHINE
+from hostsmith.actors._provider import Provider
 from hostsmith.actors._requests import REQUEST
 from hostsmith.actors._service import HostFactory, Settings
 from hostsmith.actors._sim import SimProvider, SimSettings
-from hostsmith.actors._templates import CAPACITY, load_templates
+from hostsmith.actors._templates import CAPACITY, Template, load_templates
 from hostsmith.runtime import Runtime, open_runtime
 from hostsmith.stores import open_store
 
@@ -47,13 +49,29 @@ def _simulated_cloud(config: Config, clock: Callable[[], float]) -> SimProvider:
 
 
 @asynccontextmanager
+async def _open_provider(
+    config: Config, templates: dict[str, Template], clock: Callable[[], float]
+) -> AsyncIterator[Provider]:
+    if config.provider == "aws":
+        check_templates(templates)
+        async with open_aws_provider(config.aws) as provider:
+            yield provider
+        return
+    simulated = _simulated_cloud(config, clock)
+    try:
+        yield simulated
+    finally:
+        simulated.close()
+
+
+@asynccontextmanager
 async def open_application(
     config: Config, *, drive: bool = True, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[Application]:
     templates = load_templates(config.templates_path)
-    provider = _simulated_cloud(config, clock)
-    gateway = Gateway(provider, GatewayPolicy(**msgspec.structs.asdict(config.gateway)))
-    try:
+    async with AsyncExitStack() as stack:
+        provider = await stack.enter_async_context(_open_provider(config, templates, clock))
+        gateway = Gateway(provider, GatewayPolicy(**msgspec.structs.asdict(config.gateway)))
         async with (
             open_store(config.store_url) as store,
             open_runtime(
@@ -74,5 +92,3 @@ async def open_application(
                 await nursery.start(service.run, drive)
                 yield Application(config, runtime, service, gateway)
                 nursery.cancel_scope.cancel()
-    finally:
-        provider.close()

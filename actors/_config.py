@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hostsmith.actors._aws import AwsSettings
+
 EXAMPLE_TEMPLATES = pathlib.Path(__file__).with_name("example_templates.json")
 
 
@@ -80,12 +82,14 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Event store URL; empty means SQLite in the data dir."""
     templates: str = ""
     """Host Factory templates file; empty means the example templates."""
-    provider: Literal["sim"] = "sim"
+    provider: Literal["sim", "aws"] = "sim"
+    """`sim`, the simulated cloud, or `aws` (EC2, configured under [aws])."""
     url: str = ""
     """A running daemon for `hostsmith hf` to talk to; empty means in-process."""
     server: Server = Server()
     requests: Requests = Requests()
     sim: Sim = Sim()
+    aws: AwsSettings = AwsSettings()
     gateway: Gateway = Gateway()
     log: Log = Log()
 

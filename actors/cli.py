@@ -41,6 +41,7 @@ from hostsmith.actors._loadtest_replay import run_activation, run_replay
 from hostsmith.actors._logging import configure_logging
 from hostsmith.actors._process import tune_process
 from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
+from hostsmith.actors._provider import ProviderError
 from hostsmith.actors._service import HostFactoryError
 from hostsmith.actors._templates import TemplateError, load_templates
 from hostsmith.runtime import RuntimeFault, StoredEvent
@@ -172,7 +173,7 @@ def serve(
     tune_process()
     try:
         trio.run(serve_daemon, settings)
-    except (ConfigError, RuntimeFault, TemplateError, OSError) as error:
+    except (ConfigError, RuntimeFault, TemplateError, ProviderError, OSError) as error:
         fail(str(error))
 
 
@@ -212,7 +213,7 @@ def hf(
         result = trio.run(hf_in_process, settings, command, body)
     except HostFactoryError as refusal:
         hf_fail(str(refusal))
-    except (ConfigError, RuntimeFault, TemplateError, OSError) as error:
+    except (ConfigError, RuntimeFault, TemplateError, ProviderError, OSError) as error:
         hf_fail(str(error))
     print_json(msgspec.json.encode(result))
 

@@ -1,0 +1,191 @@
+"""The aws provider against a real moto server: Host Factory's cycle, faults and bad templates.
+
+The end-to-end test runs the real daemon with `provider = "aws"` pointed at
+moto, and drives it with `hostsmith hf` processes, as Host Factory would.
+Faults come in through a stand-in EC2 client handed to the provider (the
+provider is not patched): it fails chosen calls the way AWS does, with a
+`ClientError` carrying AWS's error code.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stamina
+import trio
+from botocore.exceptions import ClientError
+
+from hostsmith.actors._aws import AwsProvider, AwsSettings, open_aws_provider, redact
+from hostsmith.actors._gateway import Gateway, GatewayPolicy
+from hostsmith.actors._provider import PermanentProviderError, TransientProviderError
+from hostsmith.actors._templates import parse_templates
+from hostsmith.runtime import CircuitOpen
+from tests.daemon import Daemon, hf, write_config
+
+ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
+RUN_INSTANCES = {
+    "templateId": "run-instances",
+    "maxNumber": 10,
+    "attributes": ATTRIBUTES,
+    "imageId": "ami-0123456789abcdef0",
+    "vmType": "t3.micro",
+    "instanceTags": "team=hpc;cost-centre=42",
+    "providerApi": "RunInstances",
+}
+
+
+def aws_config(tmp_path: pathlib.Path, moto: str, templates: list[dict[str, Any]]) -> pathlib.Path:
+    path = tmp_path / "templates.json"
+    path.write_text(json.dumps({"templates": templates}))
+    extra = (
+        f'provider = "aws"\ntemplates = "{path}"\n'
+        f'[aws]\nregion = "us-east-1"\nendpoint = "{moto}"\n'
+        "[gateway]\nreset_timeout = 0.5\n"
+    )
+    return write_config(tmp_path, extra)
+
+
+@pytest.fixture
+def aws_daemon(tmp_path: pathlib.Path, moto: str) -> Iterator[Daemon]:
+    running = Daemon(aws_config(tmp_path, moto, [RUN_INSTANCES])).start()
+    yield running
+    assert running.stop() == 0
+
+
+def poll(url: str, command: str, payload: Any, done: Any, tries: int = 100) -> dict[str, Any]:
+    for _ in range(tries):
+        status, answer = hf(command, payload, url=url)
+        assert status == 0, answer
+        if done(answer):
+            return answer
+    raise AssertionError(f"{command} did not get there in {tries} polls: {answer}")
+
+
+async def instance_states(moto: str) -> dict[str, tuple[str, dict[str, str]]]:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        answer = await aws.ec2.describe_instances()
+    return {
+        i["InstanceId"]: (i["State"]["Name"], {t["Key"]: t["Value"] for t in i.get("Tags", [])})
+        for r in answer["Reservations"]
+        for i in r["Instances"]
+    }
+
+
+@pytest.mark.slow
+def test_run_instances_through_the_whole_host_factory_cycle(aws_daemon: Daemon, moto: str) -> None:
+    url = aws_daemon.url
+    status, asked = hf(
+        "requestMachines", {"template": {"templateId": "run-instances", "machineCount": 3}}, url=url
+    )
+    assert status == 0, asked
+    request_id = asked["requestId"]
+    answer = poll(
+        url,
+        "getRequestStatus",
+        {"requests": [{"requestId": request_id}]},
+        lambda a: a["requests"][0]["status"] != "running",
+    )
+    (entry,) = answer["requests"]
+    assert entry["status"] == "complete", entry
+    assert [m["result"] for m in entry["machines"]] == ["succeed"] * 3
+
+    launched = trio.run(instance_states, moto)
+    ids = {m["machineId"] for m in entry["machines"]}
+    assert set(launched) == ids
+    for _, tags in launched.values():
+        assert tags["hostsmith:request-id"] == request_id
+        assert (tags["team"], tags["cost-centre"]) == ("hpc", "42")
+
+    machines = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
+    status, returned = hf("requestReturnMachines", {"machines": machines}, url=url)
+    assert status == 0, returned
+    answer = poll(
+        url,
+        "getRequestStatus",
+        {"requests": [{"requestId": returned["requestId"]}]},
+        lambda a: a["requests"][0]["status"] != "running",
+    )
+    assert answer["requests"][0]["status"] == "complete"
+    assert {state for state, _ in trio.run(instance_states, moto).values()} == {"terminated"}
+
+
+class FlakyEc2:
+    """A stand-in EC2 client: the first `failures` calls fail with `code`, then all succeed."""
+
+    def __init__(self, real: Any, code: str, failures: int) -> None:
+        self.real, self.code, self.failures_left, self.calls = real, code, failures, 0
+
+    def __getattr__(self, operation: str) -> Any:
+        async def call(**arguments: Any) -> Any:
+            self.calls += 1
+            if self.failures_left > 0:
+                self.failures_left -= 1
+                error = {"Code": self.code, "Message": f"{self.code} from the test"}
+                raise ClientError({"Error": error}, operation)
+            return await getattr(self.real, operation)(**arguments)
+
+        return call
+
+
+TEMPLATE = parse_templates(json.dumps({"templates": [RUN_INSTANCES]}).encode())["run-instances"]
+QUICK = GatewayPolicy(attempts=4, failure_threshold=3)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    """Retries without their waits (stamina's test mode keeps our attempt counts)."""
+    with stamina.set_testing(True, attempts=1000, cap=True):
+        yield
+
+
+async def test_throttling_is_retried_by_the_gateway(moto: str) -> None:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        flaky = FlakyEc2(aws.ec2, "RequestLimitExceeded", failures=2)
+        gateway = Gateway(AwsProvider(flaky), QUICK)
+        provisioned = await gateway.provision("req-throttled", TEMPLATE, 2)
+    assert len(provisioned.machines) == 2
+    assert flaky.calls == 4  # two refused lookups, then the lookup and the launch
+
+
+async def test_a_sustained_outage_opens_the_circuit(moto: str) -> None:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        flaky = FlakyEc2(aws.ec2, "ThrottlingException", failures=1000)
+        gateway = Gateway(AwsProvider(flaky), QUICK)
+        for _ in range(QUICK.failure_threshold):
+            with pytest.raises((TransientProviderError, CircuitOpen)):
+                await gateway.describe(["i-0123"])
+        calls = flaky.calls
+        with pytest.raises(CircuitOpen):
+            await gateway.describe(["i-0123"])
+        assert flaky.calls == calls  # an open circuit does not call AWS at all
+
+
+async def test_a_permanent_error_is_not_retried_and_keeps_aws_words(moto: str) -> None:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        flaky = FlakyEc2(aws.ec2, "InvalidAMIID.NotFound", failures=1)
+        gateway = Gateway(AwsProvider(flaky), QUICK)
+        with pytest.raises(
+            PermanentProviderError,
+            match=r"^InvalidAMIID\.NotFound: InvalidAMIID\.NotFound from the test$",
+        ):
+            await gateway.provision("req-bad-ami", TEMPLATE, 1)
+    assert flaky.calls == 1
+
+
+def test_a_template_missing_what_its_api_needs_is_named(tmp_path: pathlib.Path, moto: str) -> None:
+    incomplete = {k: v for k, v in RUN_INSTANCES.items() if k != "vmType"}
+    config = aws_config(tmp_path, moto, [incomplete])
+    status, answer = hf("getAvailableTemplates", {}, config=config)
+    assert status != 0
+    assert answer["message"] == (
+        "template 'run-instances' (providerApi RunInstances): needs vmType; add it to the template"
+    ), answer
+
+
+def test_access_key_ids_are_masked() -> None:
+    assert redact("key AKIAIOSFODNN7EXAMPLE refused") == "key AKIA************ refused"
+    assert "IOSFODNN7" not in redact("ASIAIOSFODNN7EXAMPLE")

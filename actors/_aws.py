@@ -1,8 +1,16 @@
 """`aws`: the EC2 provider, on aiobotocore's httpx backend (native to trio).
 
 The template's `providerApi` chooses how machines are asked for. This module
-implements `RunInstances`, the default; the fleet handlers (`EC2Fleet`,
-`SpotFleet`, `ASG`) are refused with a message saying so until they land.
+implements `RunInstances`, the default, and `EC2Fleet`; `SpotFleet` and
+`ASG` are refused with a message saying so until they land.
+
+`EC2Fleet` makes one launch template per request, named
+`hostsmith-<requestId>`, because only a launch template can tag the
+instances of a `request` or `maintain` fleet; with the request's tag on
+every instance, all handlers find their machines the same way. The fleet
+itself carries the tag too, which is how a repeat finds it. Returning
+machines lowers a `maintain` fleet's target first (or it would replace
+them), and a fleet with nothing left is deleted with its launch template.
 
 Why it is built this way:
 - Idempotent per request id, as the provider protocol demands. Every
@@ -25,6 +33,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -71,8 +80,8 @@ _STATES: dict[str, MachineState] = {
     "stopped": "failed",
 }
 
-SUPPORTED_APIS = ("RunInstances",)
-REQUIRED_FIELDS = {"RunInstances": ("imageId", "vmType")}
+SUPPORTED_APIS = ("RunInstances", "EC2Fleet")
+REQUIRED_FIELDS = {"RunInstances": ("imageId", "vmType"), "EC2Fleet": ("imageId",)}
 
 _ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}\b")
 
@@ -101,8 +110,23 @@ def check_templates(templates: dict[str, Template]) -> None:
             )
         values = msgspec.to_builtins(template)
         missing = [name for name in REQUIRED_FIELDS[api] if not values.get(name)]
+        if api == "EC2Fleet" and not (template.vm_type or template.vm_types):
+            missing.append("vmType or vmTypes")
         if missing:
             raise TemplateError(f"{where}: needs {' and '.join(missing)}; add it to the template")
+
+
+def classify_code(code: str, message: str, status: int = 0) -> ProviderError:
+    """A provider error for AWS's error `code`: transient if retrying may help."""
+    text = f"{code}: {redact(message)}"
+    if code in TRANSIENT_CODES or code.startswith("Throttling") or status >= 500:
+        return TransientProviderError(text)
+    if code in {"AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId"}:
+        return PermanentProviderError(
+            f"{text} (check the AWS credentials: AWS_PROFILE, AWS_ACCESS_KEY_ID, or the "
+            "instance role)"
+        )
+    return PermanentProviderError(text)
 
 
 def classify(error: Exception) -> ProviderError:
@@ -116,18 +140,10 @@ def classify(error: Exception) -> ProviderError:
 
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
-        code = str(details.get("Code", "Unknown"))
-        message = redact(str(details.get("Message", error)))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        text = f"{code}: {message}"
-        if code in TRANSIENT_CODES or code.startswith("Throttling") or status >= 500:
-            return TransientProviderError(text)
-        if code in {"AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId"}:
-            return PermanentProviderError(
-                f"{text} (check the AWS credentials: AWS_PROFILE, AWS_ACCESS_KEY_ID, or the "
-                "instance role)"
-            )
-        return PermanentProviderError(text)
+        return classify_code(
+            str(details.get("Code", "Unknown")), str(details.get("Message", error)), status
+        )
     if isinstance(error, NoCredentialsError):
         return PermanentProviderError(
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
@@ -152,6 +168,8 @@ class AwsProvider:
 
     async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
         api = template.provider_api or "RunInstances"
+        if api == "EC2Fleet":
+            return await self._provision_fleet(request_id, template, count)
         if api != "RunInstances":
             raise PermanentProviderError(f"providerApi {api} is not supported by the aws provider")
         existing = await self._instances_of(request_id)
@@ -173,13 +191,16 @@ class AwsProvider:
         return changes
 
     async def terminate(self, machine_ids: Sequence[str]) -> None:
-        alive = [
-            i["InstanceId"]
-            for i in await self._instances(machine_ids)
-            if i["State"]["Name"] not in ("shutting-down", "terminated")
-        ]
+        instances = await self._instances(machine_ids)
+        alive = [i for i in instances if i["State"]["Name"] not in ("shutting-down", "terminated")]
+        fleets = await self._fleets_of({_tag(i, REQUEST_TAG) for i in instances} - {""})
+        for request_id, fleet in fleets.items():
+            leaving = {i["InstanceId"] for i in alive if _tag(i, REQUEST_TAG) == request_id}
+            await self._shrink_fleet(request_id, fleet, leaving)
         if alive:
-            await self._call(self.ec2.terminate_instances, InstanceIds=alive)
+            await self._call(
+                self.ec2.terminate_instances, InstanceIds=[i["InstanceId"] for i in alive]
+            )
 
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         answer = await self._call(
@@ -193,6 +214,87 @@ class AwsProvider:
             ReclaimNotice(i["InstanceId"], _name(i), SPOT_NOTICE_SECONDS)
             for i in await self._instances(ids)
         ]
+
+    # -- EC2 Fleet ---------------------------------------------------------------
+
+    async def _provision_fleet(
+        self, request_id: str, template: Template, count: int
+    ) -> Provisioned:
+        fleet = (await self._fleets_of({request_id})).get(request_id)
+        if fleet is None:
+            launch_template = await self._launch_template(request_id, template)
+            fleet_type = template.fleet_type or "instant"
+            answer = await self._call(
+                self.ec2.create_fleet, **_create_fleet(request_id, template, count, launch_template)
+            )
+            for error in answer.get("Errors", []) if fleet_type == "instant" else []:
+                if not answer.get("Instances"):
+                    raise classify_code(str(error.get("ErrorCode")), str(error.get("ErrorMessage")))
+            fleet = {"FleetId": answer["FleetId"], "Type": fleet_type}
+        machines = tuple(_machine(i) for i in await self._instances_of(request_id))
+        # An instant fleet launches once; a request or maintain fleet keeps
+        # launching until it has its capacity, so the request polls again.
+        final = fleet.get("Type") == "instant" or len(machines) >= count
+        return Provisioned(machines, final=final)
+
+    async def _launch_template(self, request_id: str, template: Template) -> str:
+        """One launch template per request: it carries the request's tags onto every instance."""
+        name = f"hostsmith-{request_id}"[:128]
+        try:
+            answer = await self.ec2.create_launch_template(
+                LaunchTemplateName=name,
+                LaunchTemplateData=_launch_template_data(request_id, template),
+                ClientToken=request_id[:64],
+            )
+            return str(answer["LaunchTemplate"]["LaunchTemplateId"])
+        except Exception as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+            if code != "InvalidLaunchTemplateName.AlreadyExistsException":
+                raise classify(error) from None
+        answer = await self._call(self.ec2.describe_launch_templates, LaunchTemplateNames=[name])
+        return str(answer["LaunchTemplates"][0]["LaunchTemplateId"])
+
+    async def _fleets_of(self, request_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """The live EC2 Fleets of these requests, found by their request-id tag."""
+        if not request_ids:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        arguments: dict[str, Any] = {
+            "Filters": [{"Name": "fleet-state", "Values": ["submitted", "active", "modifying"]}]
+        }
+        while True:
+            answer = await self._call(self.ec2.describe_fleets, **arguments)
+            for fleet in answer.get("Fleets", []):
+                request_id = _tag(fleet, REQUEST_TAG)
+                if request_id in request_ids:
+                    found[request_id] = fleet
+            token = answer.get("NextToken")
+            if not token:
+                return found
+            arguments["NextToken"] = token
+
+    async def _shrink_fleet(
+        self, request_id: str, fleet: dict[str, Any], leaving: set[str]
+    ) -> None:
+        """Keep a fleet from replacing returned machines; delete it once nothing is left."""
+        staying = [
+            i for i in await self._instances_of(request_id) if i["InstanceId"] not in leaving
+        ]
+        if not staying:
+            await self._call(
+                self.ec2.delete_fleets, FleetIds=[fleet["FleetId"]], TerminateInstances=True
+            )
+            with contextlib.suppress(ProviderError):  # a leftover template costs nothing
+                await self._call(
+                    self.ec2.delete_launch_template,
+                    LaunchTemplateName=f"hostsmith-{request_id}"[:128],
+                )
+        elif fleet.get("Type") == "maintain":
+            await self._call(
+                self.ec2.modify_fleet,
+                FleetId=fleet["FleetId"],
+                TargetCapacitySpecification={"TotalTargetCapacity": len(staying)},
+            )
 
     # -- EC2 -------------------------------------------------------------------
 
@@ -231,11 +333,7 @@ class AwsProvider:
 
 
 def _run_instances(request_id: str, template: Template, count: int) -> dict[str, Any]:
-    tags = [
-        {"Key": REQUEST_TAG, "Value": request_id},
-        {"Key": TEMPLATE_TAG, "Value": template.template_id},
-        *_template_tags(template),
-    ]
+    tags = _instance_tags(request_id, template)
     arguments: dict[str, Any] = {
         "ImageId": template.image_id,
         "InstanceType": template.vm_type,
@@ -267,6 +365,96 @@ def _run_instances(request_id: str, template: Template, count: int) -> dict[str,
             options["MaxPrice"] = str(template.max_spot_price)
         arguments["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
     return arguments
+
+
+def _instance_tags(request_id: str, template: Template) -> list[dict[str, str]]:
+    return [
+        {"Key": REQUEST_TAG, "Value": request_id},
+        {"Key": TEMPLATE_TAG, "Value": template.template_id},
+        *_template_tags(template),
+    ]
+
+
+def _launch_template_data(request_id: str, template: Template) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ImageId": template.image_id,
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": _instance_tags(request_id, template)}
+        ],
+    }
+    if template.security_group_ids:
+        data["SecurityGroupIds"] = template.security_group_ids
+    if template.key_name:
+        data["KeyName"] = template.key_name
+    if template.user_data:
+        data["UserData"] = template.user_data
+    if template.instance_profile:
+        key = "Arn" if template.instance_profile.startswith("arn:") else "Name"
+        data["IamInstanceProfile"] = {key: template.instance_profile}
+    return data
+
+
+def _create_fleet(
+    request_id: str, template: Template, count: int, launch_template: str
+) -> dict[str, Any]:
+    weights = template.vm_types or {template.vm_type or "": 1}
+    subnets = template.subnet_id if isinstance(template.subnet_id, list) else [template.subnet_id]
+    overrides = [
+        {"InstanceType": vm_type, "WeightedCapacity": float(weight)}
+        | ({"SubnetId": subnet} if subnet else {})
+        for vm_type, weight in weights.items()
+        for subnet in subnets
+    ]
+    capacity: dict[str, Any] = {"TotalTargetCapacity": count}
+    if template.price_type == "ondemand":
+        capacity |= {"DefaultTargetCapacityType": "on-demand", "OnDemandTargetCapacity": count}
+    elif template.price_type == "spot":
+        capacity |= {"DefaultTargetCapacityType": "spot", "SpotTargetCapacity": count}
+    else:  # heterogeneous: spot first, on-demand for the percentage asked for
+        on_demand = count * (template.percent_on_demand or 0) // 100
+        capacity |= {
+            "DefaultTargetCapacityType": "spot",
+            "OnDemandTargetCapacity": on_demand,
+            "SpotTargetCapacity": count - on_demand,
+        }
+    arguments: dict[str, Any] = {
+        "ClientToken": request_id[:64],
+        "Type": template.fleet_type or "instant",
+        "TargetCapacitySpecification": capacity,
+        "LaunchTemplateConfigs": [
+            {
+                "LaunchTemplateSpecification": {
+                    "LaunchTemplateId": launch_template,
+                    "Version": "$Latest",
+                },
+                "Overrides": overrides,
+            }
+        ],
+        "TagSpecifications": [
+            {"ResourceType": "fleet", "Tags": [{"Key": REQUEST_TAG, "Value": request_id}]}
+        ],
+    }
+    if template.price_type != "ondemand":
+        spot: dict[str, Any] = {}
+        if template.allocation_strategy:
+            spot["AllocationStrategy"] = _FLEET_STRATEGIES[template.allocation_strategy]
+        if template.max_spot_price is not None:
+            spot["MaxTotalPrice"] = str(template.max_spot_price * count)
+        if spot:
+            arguments["SpotOptions"] = spot
+    return arguments
+
+
+_FLEET_STRATEGIES = {
+    "capacityOptimized": "capacity-optimized",
+    "capacityOptimizedPrioritized": "capacity-optimized-prioritized",
+    "diversified": "diversified",
+    "lowestPrice": "lowest-price",
+}
+
+
+def _tag(resource: dict[str, Any], key: str) -> str:
+    return next((t["Value"] for t in resource.get("Tags", []) if t["Key"] == key), "")
 
 
 def _template_tags(template: Template) -> list[dict[str, str]]:

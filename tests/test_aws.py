@@ -49,9 +49,20 @@ def aws_config(tmp_path: pathlib.Path, moto: str, templates: list[dict[str, Any]
     return write_config(tmp_path, extra)
 
 
+EC2_FLEET = {
+    "templateId": "ec2-fleet",
+    "maxNumber": 10,
+    "attributes": ATTRIBUTES,
+    "imageId": "ami-0123456789abcdef0",
+    "vmTypes": {"t3.micro": 1, "t3a.micro": 1},
+    "providerApi": "EC2Fleet",
+    "fleetType": "request",
+}
+
+
 @pytest.fixture
 def aws_daemon(tmp_path: pathlib.Path, moto: str) -> Iterator[Daemon]:
-    running = Daemon(aws_config(tmp_path, moto, [RUN_INSTANCES])).start()
+    running = Daemon(aws_config(tmp_path, moto, [RUN_INSTANCES, EC2_FLEET])).start()
     yield running
     assert running.stop() == 0
 
@@ -75,11 +86,24 @@ async def instance_states(moto: str) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
+async def aws_inventory(moto: str) -> dict[str, Any]:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        fleets = await aws.ec2.describe_fleets()
+        templates = await aws.ec2.describe_launch_templates()
+    return {
+        "live fleets": [f for f in fleets["Fleets"] if f["FleetState"] == "active"],
+        "launch templates": [t["LaunchTemplateName"] for t in templates["LaunchTemplates"]],
+    }
+
+
 @pytest.mark.slow
-def test_run_instances_through_the_whole_host_factory_cycle(aws_daemon: Daemon, moto: str) -> None:
+@pytest.mark.parametrize("template_id", ["run-instances", "ec2-fleet"])
+def test_each_handler_through_the_whole_host_factory_cycle(
+    aws_daemon: Daemon, moto: str, template_id: str
+) -> None:
     url = aws_daemon.url
     status, asked = hf(
-        "requestMachines", {"template": {"templateId": "run-instances", "machineCount": 3}}, url=url
+        "requestMachines", {"template": {"templateId": template_id, "machineCount": 3}}, url=url
     )
     assert status == 0, asked
     request_id = asked["requestId"]
@@ -98,7 +122,7 @@ def test_run_instances_through_the_whole_host_factory_cycle(aws_daemon: Daemon, 
     assert set(launched) == ids
     for _, tags in launched.values():
         assert tags["hostsmith:request-id"] == request_id
-        assert (tags["team"], tags["cost-centre"]) == ("hpc", "42")
+        assert tags["hostsmith:template-id"] == template_id
 
     machines = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
     status, returned = hf("requestReturnMachines", {"machines": machines}, url=url)
@@ -111,6 +135,19 @@ def test_run_instances_through_the_whole_host_factory_cycle(aws_daemon: Daemon, 
     )
     assert answer["requests"][0]["status"] == "complete"
     assert {state for state, _ in trio.run(instance_states, moto).values()} == {"terminated"}
+    # nothing is left behind: no fleet that would launch again, no launch template
+    assert trio.run(aws_inventory, moto) == {"live fleets": [], "launch templates": []}
+
+
+def test_run_instances_carries_the_templates_instance_tags(moto: str) -> None:
+    async def launch() -> dict[str, str]:
+        async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+            provisioned = await AwsProvider(aws.ec2).provision("req-tags", TEMPLATE, 1)
+        states = await instance_states(moto)
+        return states[provisioned.machines[0].machine_id][1]
+
+    tags = trio.run(launch)
+    assert (tags["team"], tags["cost-centre"]) == ("hpc", "42")
 
 
 class FlakyEc2:

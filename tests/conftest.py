@@ -42,7 +42,12 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A real moto server on a free loopback port, with throwaway credentials."""
+    from moto import settings as moto_settings
     from moto.server import ThreadedMotoServer
+
+    # Behave like AWS where it matters to our error messages: an unknown
+    # image is refused, not launched.
+    moto_settings.ENABLE_AMI_VALIDATION = True
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

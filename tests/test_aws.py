@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,19 +20,21 @@ import stamina
 import trio
 from botocore.exceptions import ClientError
 
-from hostsmith.actors._aws import AwsProvider, AwsSettings, open_aws_provider, redact
+from hostsmith.actors._aws import AwsProvider, AwsSettings, open_aws_provider
+from hostsmith.actors._aws_api import AwsApi, redact
 from hostsmith.actors._gateway import Gateway, GatewayPolicy
 from hostsmith.actors._provider import PermanentProviderError, TransientProviderError
 from hostsmith.actors._templates import parse_templates
 from hostsmith.runtime import CircuitOpen
 from tests.daemon import Daemon, hf, write_config
 
+AMI = "ami-1e749f67"  # one of the images moto knows (it refuses unknown ones, as AWS does)
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
 RUN_INSTANCES = {
     "templateId": "run-instances",
     "maxNumber": 10,
     "attributes": ATTRIBUTES,
-    "imageId": "ami-0123456789abcdef0",
+    "imageId": AMI,
     "vmType": "t3.micro",
     "instanceTags": "team=hpc;cost-centre=42",
     "providerApi": "RunInstances",
@@ -53,16 +56,46 @@ EC2_FLEET = {
     "templateId": "ec2-fleet",
     "maxNumber": 10,
     "attributes": ATTRIBUTES,
-    "imageId": "ami-0123456789abcdef0",
+    "imageId": AMI,
     "vmTypes": {"t3.micro": 1, "t3a.micro": 1},
     "providerApi": "EC2Fleet",
     "fleetType": "request",
 }
 
 
+SPOT_FLEET = {
+    "templateId": "spot-fleet",
+    "maxNumber": 10,
+    "attributes": ATTRIBUTES,
+    "priceType": "spot",
+    "imageId": AMI,
+    "vmTypes": {"m5.large": 1, "m5a.large": 1},
+    "fleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role",
+    "allocationStrategy": "capacityOptimized",
+    "maxSpotPrice": 0.2,
+    "providerApi": "SpotFleet",
+}
+
+
+async def a_default_subnet(moto: str) -> str:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        answer = await aws.aws.ec2.describe_subnets()
+    return str(answer["Subnets"][0]["SubnetId"])
+
+
 @pytest.fixture
 def aws_daemon(tmp_path: pathlib.Path, moto: str) -> Iterator[Daemon]:
-    running = Daemon(aws_config(tmp_path, moto, [RUN_INSTANCES, EC2_FLEET])).start()
+    asg = {
+        "templateId": "asg",
+        "maxNumber": 10,
+        "attributes": ATTRIBUTES,
+        "imageId": AMI,
+        "vmType": "t3.micro",
+        "subnetId": trio.run(a_default_subnet, moto),
+        "providerApi": "ASG",
+    }
+    templates = [RUN_INSTANCES, EC2_FLEET, SPOT_FLEET, asg]
+    running = Daemon(aws_config(tmp_path, moto, templates)).start()
     yield running
     assert running.stop() == 0
 
@@ -78,7 +111,7 @@ def poll(url: str, command: str, payload: Any, done: Any, tries: int = 100) -> d
 
 async def instance_states(moto: str) -> dict[str, tuple[str, dict[str, str]]]:
     async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-        answer = await aws.ec2.describe_instances()
+        answer = await aws.aws.ec2.describe_instances()
     return {
         i["InstanceId"]: (i["State"]["Name"], {t["Key"]: t["Value"] for t in i.get("Tags", [])})
         for r in answer["Reservations"]
@@ -88,16 +121,24 @@ async def instance_states(moto: str) -> dict[str, tuple[str, dict[str, str]]]:
 
 async def aws_inventory(moto: str) -> dict[str, Any]:
     async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-        fleets = await aws.ec2.describe_fleets()
-        templates = await aws.ec2.describe_launch_templates()
+        fleets = await aws.aws.ec2.describe_fleets()
+        spot_fleets = await aws.aws.ec2.describe_spot_fleet_requests()
+        groups = await aws.aws.autoscaling.describe_auto_scaling_groups()
+        templates = await aws.aws.ec2.describe_launch_templates()
     return {
-        "live fleets": [f for f in fleets["Fleets"] if f["FleetState"] == "active"],
+        "live fleets": [f["FleetId"] for f in fleets["Fleets"] if f["FleetState"] == "active"],
+        "live spot fleets": [
+            f["SpotFleetRequestId"]
+            for f in spot_fleets["SpotFleetRequestConfigs"]
+            if f["SpotFleetRequestState"] == "active"
+        ],
+        "groups": [g["AutoScalingGroupName"] for g in groups["AutoScalingGroups"]],
         "launch templates": [t["LaunchTemplateName"] for t in templates["LaunchTemplates"]],
     }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("template_id", ["run-instances", "ec2-fleet"])
+@pytest.mark.parametrize("template_id", ["run-instances", "ec2-fleet", "spot-fleet", "asg"])
 def test_each_handler_through_the_whole_host_factory_cycle(
     aws_daemon: Daemon, moto: str, template_id: str
 ) -> None:
@@ -136,13 +177,18 @@ def test_each_handler_through_the_whole_host_factory_cycle(
     assert answer["requests"][0]["status"] == "complete"
     assert {state for state, _ in trio.run(instance_states, moto).values()} == {"terminated"}
     # nothing is left behind: no fleet that would launch again, no launch template
-    assert trio.run(aws_inventory, moto) == {"live fleets": [], "launch templates": []}
+    assert trio.run(aws_inventory, moto) == {
+        "live fleets": [],
+        "live spot fleets": [],
+        "groups": [],
+        "launch templates": [],
+    }
 
 
 def test_run_instances_carries_the_templates_instance_tags(moto: str) -> None:
     async def launch() -> dict[str, str]:
         async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-            provisioned = await AwsProvider(aws.ec2).provision("req-tags", TEMPLATE, 1)
+            provisioned = await aws.provision("req-tags", TEMPLATE, 1)
         states = await instance_states(moto)
         return states[provisioned.machines[0].machine_id][1]
 
@@ -181,8 +227,8 @@ def no_backoff() -> Iterator[None]:
 
 async def test_throttling_is_retried_by_the_gateway(moto: str) -> None:
     async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-        flaky = FlakyEc2(aws.ec2, "RequestLimitExceeded", failures=2)
-        gateway = Gateway(AwsProvider(flaky), QUICK)
+        flaky = FlakyEc2(aws.aws.ec2, "RequestLimitExceeded", failures=2)
+        gateway = Gateway(AwsProvider(AwsApi(flaky)), QUICK)
         provisioned = await gateway.provision("req-throttled", TEMPLATE, 2)
     assert len(provisioned.machines) == 2
     assert flaky.calls == 4  # two refused lookups, then the lookup and the launch
@@ -190,8 +236,8 @@ async def test_throttling_is_retried_by_the_gateway(moto: str) -> None:
 
 async def test_a_sustained_outage_opens_the_circuit(moto: str) -> None:
     async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-        flaky = FlakyEc2(aws.ec2, "ThrottlingException", failures=1000)
-        gateway = Gateway(AwsProvider(flaky), QUICK)
+        flaky = FlakyEc2(aws.aws.ec2, "ThrottlingException", failures=1000)
+        gateway = Gateway(AwsProvider(AwsApi(flaky)), QUICK)
         for _ in range(QUICK.failure_threshold):
             with pytest.raises((TransientProviderError, CircuitOpen)):
                 await gateway.describe(["i-0123"])
@@ -203,11 +249,12 @@ async def test_a_sustained_outage_opens_the_circuit(moto: str) -> None:
 
 async def test_a_permanent_error_is_not_retried_and_keeps_aws_words(moto: str) -> None:
     async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-        flaky = FlakyEc2(aws.ec2, "InvalidAMIID.NotFound", failures=1)
-        gateway = Gateway(AwsProvider(flaky), QUICK)
+        flaky = FlakyEc2(aws.aws.ec2, "InvalidAMIID.NotFound", failures=1)
+        gateway = Gateway(AwsProvider(AwsApi(flaky)), QUICK)
         with pytest.raises(
             PermanentProviderError,
-            match=r"^InvalidAMIID\.NotFound: InvalidAMIID\.NotFound from the test$",
+            match=r"^InvalidAMIID\.NotFound: InvalidAMIID\.NotFound from the test "
+            r"\(check the template's imageId\)$",
         ):
             await gateway.provision("req-bad-ami", TEMPLATE, 1)
     assert flaky.calls == 1
@@ -226,3 +273,89 @@ def test_a_template_missing_what_its_api_needs_is_named(tmp_path: pathlib.Path, 
 def test_access_key_ids_are_masked() -> None:
     assert redact("key AKIAIOSFODNN7EXAMPLE refused") == "key AKIA************ refused"
     assert "IOSFODNN7" not in redact("ASIAIOSFODNN7EXAMPLE")
+
+
+def in_process_request(config: pathlib.Path, template_id: str) -> dict[str, Any]:
+    """Ask for one machine through in-process `hostsmith hf`; return the settled status entry."""
+    status, asked = hf(
+        "requestMachines",
+        {"template": {"templateId": template_id, "machineCount": 1}},
+        config=config,
+    )
+    assert status == 0, asked
+    for _ in range(20):
+        status, answer = hf(
+            "getRequestStatus", {"requests": [{"requestId": asked["requestId"]}]}, config=config
+        )
+        assert status == 0, answer
+        entry: dict[str, Any] = answer["requests"][0]
+        if entry["status"] != "running":
+            return entry
+    raise AssertionError(f"the request did not settle: {entry}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "imageId",
+            "ami-00000000deadbeef0",
+            r"^InvalidAMIID\.NotFound: .*ami-00000000deadbeef0.* \(check the template's imageId\)$",
+        ),
+        (
+            "subnetId",
+            "subnet-0000nope",
+            r"^InvalidSubnetID\.NotFound: The subnet ID 'subnet-0000nope' does not exist "
+            r"\(check the template's subnetId\)$",
+        ),
+    ],
+)
+def test_an_unknown_image_or_subnet_fails_the_request_naming_the_field(
+    tmp_path: pathlib.Path, moto: str, field: str, value: str, message: str
+) -> None:
+    config = aws_config(tmp_path, moto, [RUN_INSTANCES | {field: value}])
+    entry = in_process_request(config, "run-instances")
+    assert entry["status"] == "complete_with_error"
+    assert re.match(message, entry["message"]), entry["message"]
+    assert entry["machines"] == []
+    assert trio.run(instance_states, moto) == {}
+
+
+async def test_missing_credentials_say_where_credentials_come_from(
+    moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        with pytest.raises(
+            PermanentProviderError,
+            match=r"^no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+            r"AWS_SECRET_ACCESS_KEY, or run where an instance role is available$",
+        ):
+            await aws.provision("req-anonymous", TEMPLATE, 1)
+
+
+async def test_rejected_credentials_are_named_as_the_cause(moto: str) -> None:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        gateway = Gateway(AwsProvider(AwsApi(FlakyEc2(aws.aws.ec2, "AuthFailure", 1))), QUICK)
+        with pytest.raises(
+            PermanentProviderError,
+            match=r"^AuthFailure: AuthFailure from the test \(check the AWS credentials: "
+            r"AWS_PROFILE, AWS_ACCESS_KEY_ID, or the instance role\)$",
+        ):
+            await gateway.describe(["i-0123"])
+
+
+def test_an_asg_template_without_a_subnet_is_refused_by_name(
+    tmp_path: pathlib.Path, moto: str
+) -> None:
+    asg = RUN_INSTANCES | {"templateId": "asg", "providerApi": "ASG"}
+    status, answer = hf("getAvailableTemplates", {}, config=aws_config(tmp_path, moto, [asg]))
+    assert status != 0
+    assert answer["message"] == (
+        "template 'asg' (providerApi ASG): needs subnetId; add it to the template"
+    )

@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 from hostsmith.actors._app import Application
 from hostsmith.actors._protocol import answer
 from hostsmith.actors._service import HostFactoryError
-from hostsmith.runtime import CircuitState, correlation
+from hostsmith.runtime import CircuitState, ConflictError, correlation
 
 log = logging.getLogger("hostsmith.http")
 
@@ -153,6 +153,12 @@ class Api:
                     outcome, status = "refused", 413
                     limit = self.app.config.server.max_body
                     result = {"message": f"request body is larger than the limit of {limit} bytes"}
+                except ConflictError as contention:  # another writer kept winning
+                    outcome, status = "busy", 503
+                    result = {
+                        "message": f"{command} was not applied: {contention}. Nothing was "
+                        "recorded; it is safe to send it again"
+                    }
                 except HostFactoryError as refusal:
                     outcome = "refused"
                     status = 404 if str(refusal).startswith("unknown command") else 400

@@ -41,6 +41,7 @@ snapshot whose version matches, replaying only the events after it.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -63,6 +64,7 @@ from hostsmith.runtime._reply import Reply
 from hostsmith.runtime._store import Appended, AppendOutcome, NewEvent, Snapshot, StoredEvent
 
 log = logging.getLogger("hostsmith.runtime.aggregate")
+_rng = random.Random()  # for actors built without the runtime's seeded one
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -82,7 +84,11 @@ class AggregateKind(Generic[S, C, E]):
     """Needed only for snapshots: the msgspec-decodable type of the state."""
     snapshot_every: int = 0
     snapshot_version: int = 1
-    conflict_retries: int = 3
+    conflict_retries: int = 8
+    conflict_backoff: float = 0.002
+    """Before deciding again after a conflict, wait a random share of this many
+    seconds, doubled each retry: two writers that keep colliding (two daemons
+    on one aggregate) fall out of step instead of colliding again."""
     remembered_commands: int = 8
     """How many recent command replies each live aggregate keeps for repeats."""
 
@@ -139,6 +145,7 @@ class AggregateActor(Generic[S, C, E]):
         "kind",
         "name",
         "recovered",
+        "rng",
         "state",
         "stream",
         "version",
@@ -151,8 +158,10 @@ class AggregateActor(Generic[S, C, E]):
         aggregate_id: str,
         journal: Journal,
         wall_clock: Callable[[], float],
+        rng: random.Random | None = None,
     ) -> None:
         self.kind = kind
+        self.rng = rng or _rng
         self.id = aggregate_id
         self.name = f"{kind.name}/{aggregate_id}"
         self.stream = kind.stream(aggregate_id)
@@ -322,6 +331,9 @@ class AggregateActor(Generic[S, C, E]):
             if in_flight.attempt >= self.kind.conflict_retries:
                 _answer(reply, ConflictError(self.stream, outcome.expected, outcome.actual))
                 return
+            spread = self.kind.conflict_backoff * 2**in_flight.attempt
+            await trio.sleep(spread * self.rng.random())
+            await self._catch_up()  # again: the sleep gave others time to write
             token = current_envelope.set(in_flight.envelope)
             try:
                 await self._start(in_flight.command, in_flight.envelope, in_flight.attempt + 1)

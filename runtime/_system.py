@@ -126,7 +126,9 @@ class Runtime:
         registry: Registry,
         supervisor: Supervisor,
         wall_clock: Callable[[], float],
+        rng: random.Random | None = None,
     ) -> None:
+        self.rng = rng or random.Random()
         self.journal = journal
         self.registry = registry
         self.supervisor = supervisor
@@ -136,9 +138,9 @@ class Runtime:
     def register(self, kind: AggregateKind[S, C, Any]) -> None:
         """Host aggregates of `kind` (activated on first use)."""
         self._kinds[kind.name] = kind
-        journal, wall_clock = self.journal, self.wall_clock
+        journal, wall_clock, rng = self.journal, self.wall_clock, self.rng
         self.registry.register(
-            kind.name, lambda id_: AggregateActor(kind, id_, journal, wall_clock)
+            kind.name, lambda id_: AggregateActor(kind, id_, journal, wall_clock, rng)
         )
 
     def get(self, kind: AggregateKind[S, C, Any], aggregate_id: str) -> AggregateRef[S, C]:
@@ -220,7 +222,7 @@ async def open_runtime(
         await supervisor.start(ChildSpec(name="deadlines", run=deadlines.run))
         await supervisor.start(ChildSpec(name="journal", run=journal.run, stop=journal.close))
         await supervisor.start(ChildSpec(name="aggregates", run=registry.run, stop=registry.close))
-        runtime = Runtime(journal, registry, supervisor, wall_clock)
+        runtime = Runtime(journal, registry, supervisor, wall_clock, rng)
         for kind in kinds:
             runtime.register(kind)
         yield runtime

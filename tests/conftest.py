@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,11 +41,41 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
     raise AssertionError(backend)
 
 
+def serial_moto_server(port: int) -> Any:
+    """moto's `ThreadedMotoServer`, answering one request at a time.
+
+    moto's DynamoDB is not safe under concurrent requests: a
+    `TransactWriteItems` works on a copy of the table and puts its copy back,
+    so two at once can undo each other's committed writes, which the real
+    service never does (the two-daemon test caught it). Serving one request
+    at a time makes moto linearizable, like the service it stands in for.
+    """
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler, ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    class SerialMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            one_at_a_time = threading.Lock()
+
+            def serial(environ: Any, start_response: Any) -> Any:
+                with one_at_a_time:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, serial, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return SerialMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A real moto server on a free loopback port, with throwaway credentials."""
     from moto import settings as moto_settings
-    from moto.server import ThreadedMotoServer
 
     # Behave like AWS where it matters to our error messages: an unknown
     # image is refused, not launched.
@@ -52,7 +84,7 @@ def moto_server() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = serial_moto_server(port)
     server.start()
     saved = {
         k: os.environ.get(k)

@@ -102,7 +102,9 @@ async def test_a_rejected_command_records_nothing() -> None:
         assert await account.state() == Account(0)
 
 
-async def test_a_conflict_makes_the_actor_reload_and_decide_again() -> None:
+async def test_a_conflict_makes_the_actor_reload_and_decide_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     store = MemoryStore()
     async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
         account = runtime.get(ACCOUNT, "a")
@@ -120,16 +122,22 @@ async def test_a_conflict_makes_the_actor_reload_and_decide_again() -> None:
         assert await account.state() == Account(0)
 
 
-async def test_conflicts_beyond_the_retry_limit_reach_the_caller() -> None:
+async def test_conflicts_beyond_the_retry_limit_reach_the_caller(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     store = FaultyStore()
     async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
         account = runtime.get(ACCOUNT, "a")
-        store.conflict_next_appends(4)  # the first try and all three retries
+        tries = ACCOUNT.conflict_retries + 1
+        store.conflict_next_appends(tries)  # the first try and every retry
+        began = trio.current_time()
         with pytest.raises(
             ConflictError, match=r"^stream 'account-a' is at version 1, not the expected 0"
         ):
             await account.execute(Deposit(1))
-        assert len(DECISIONS) == 4
+        assert len(DECISIONS) == tries
+        # the retries backed off, by at most the doubling spread each
+        assert 0 < trio.current_time() - began <= ACCOUNT.conflict_backoff * 2**tries
         assert (await account.execute(Deposit(2))).version == 1
 
 

@@ -1,0 +1,88 @@
+"""Two daemons on one DynamoDB table: concurrent commands to one aggregate lose nothing.
+
+Both daemons take Host Factory requests for the same template at the same
+time, so both append to that template's capacity ledger, one aggregate.
+Each daemon's actor holds its own copy of the ledger; when the other daemon
+has appended meanwhile, the conditional write fails, and the actor reloads
+and decides again. Every acknowledged request must then have exactly one
+reservation, and the ledger's versions must run without a gap.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from hostsmith.actors._config import EXAMPLE_TEMPLATES
+from hostsmith.actors._templates import CAPACITY
+from hostsmith.stores import open_store
+from tests.conftest import prepare, url_for
+from tests.daemon import FAST_SIM, Daemon
+
+TEMPLATE = "OnDemand-Minimal-Template-VM"
+PER_DAEMON = 8
+
+
+def config_for(directory: pathlib.Path, data_dir: pathlib.Path, store: str) -> pathlib.Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    templates = directory / "templates.json"
+    example = json.loads(EXAMPLE_TEMPLATES.read_text())
+    for template in example["templates"]:
+        template["maxNumber"] = 1000  # room for every request: each one must be reserved
+    templates.write_text(json.dumps(example))
+    config = directory / "hostsmith.toml"
+    config.write_text(
+        f'data_dir = "{data_dir}"\nstore = "{store}"\ntemplates = "{templates}"\n{FAST_SIM}'
+    )
+    return config
+
+
+@pytest.mark.slow
+def test_two_daemons_on_one_table_lose_no_update(tmp_path: pathlib.Path, moto: str) -> None:
+    store = trio.run(prepare, url_for("dynamodb", tmp_path))
+    # One data dir, so one simulated cloud, as two daemons in one site would share one AWS.
+    data_dir = tmp_path / "data"
+    daemons = [Daemon(config_for(tmp_path / name, data_dir, store)).start() for name in ("a", "b")]
+    try:
+        asks = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hostsmith.actors.cli",
+                    "hf",
+                    "requestMachines",
+                    "--url",
+                    daemons[n % 2].url,
+                    "-d",
+                    json.dumps({"template": {"templateId": TEMPLATE, "machineCount": 1}}),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(2 * PER_DAEMON)
+        ]
+        answers = [ask.communicate(timeout=120) for ask in asks]
+    finally:
+        codes = [daemon.stop() for daemon in daemons]
+    assert codes == [0, 0], [daemon.logs() for daemon in daemons]
+    failed = [answer for ask, answer in zip(asks, answers, strict=True) if ask.returncode]
+    assert not failed, failed
+    acknowledged = {json.loads(out)["requestId"] for out, _ in answers}
+    assert len(acknowledged) == 2 * PER_DAEMON
+
+    async def ledger() -> list[tuple[int, str, str]]:
+        async with open_store(store) as events:
+            stored = await events.read(CAPACITY.stream(TEMPLATE))
+        return [(e.version, e.type, json.loads(e.data)["request_id"]) for e in stored]
+
+    entries = trio.run(ledger)
+    assert [version for version, _, _ in entries] == list(range(1, len(entries) + 1))
+    reserved = [request for _, kind, request in entries if kind == "CapacityReserved"]
+    assert sorted(reserved) == sorted(acknowledged)  # each exactly once

@@ -36,6 +36,7 @@ from rich.table import Table
 from hostsmith.actors._app import Application, open_application
 from hostsmith.actors._config import Config, ConfigError, describe, load_config
 from hostsmith.actors._daemon import serve as serve_daemon
+from hostsmith.actors._loadtest_appends import run_appends
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
 from hostsmith.actors._loadtest_replay import run_activation, run_replay
 from hostsmith.actors._logging import configure_logging
@@ -88,6 +89,7 @@ class Workload(enum.StrEnum):
     resident_memory = "resident-memory"
     replay = "replay"
     activation = "activation"
+    appends = "appends"
 
 
 def fail(message: str) -> NoReturn:
@@ -104,7 +106,11 @@ def positive(name: str, value: int) -> int:
 @app.command()
 def loadtest(
     workload: Annotated[
-        Workload, typer.Option(help="What to drive: counter commands, or resident memory.")
+        Workload,
+        typer.Option(
+            help="What to drive: counter commands, resident memory, replay, activation, "
+            "or raw appends (one per call against batched)."
+        ),
     ] = Workload.counter,
     store: Annotated[
         str, typer.Option(help="Event store URL, e.g. sqlite:///tmp/bench.db or memory://.")
@@ -115,8 +121,11 @@ def loadtest(
     commands: Annotated[int, typer.Option(help="How many commands in all.")] = 100_000,
     concurrency: Annotated[int, typer.Option(help="How many closed-loop clients.")] = 1000,
     events: Annotated[
-        int, typer.Option(help="Events to write and replay (replay, activation).")
+        int, typer.Option(help="Events to write and replay (replay, activation, appends).")
     ] = 1_000_000,
+    batch: Annotated[
+        int, typer.Option(help="Appends per store call in the batched half of `appends`.")
+    ] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
@@ -129,6 +138,10 @@ def loadtest(
             report = trio.run(run_replay, store, positive("events", events), aggregates)
         elif workload is Workload.activation:
             report = trio.run(run_activation, store, positive("events", events))
+        elif workload is Workload.appends:
+            report = trio.run(
+                run_appends, store, positive("events", events), aggregates, positive("batch", batch)
+            )
         else:
             load = CounterLoad(
                 store=store,

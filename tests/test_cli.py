@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import trio
+
+from hostsmith.stores import open_store
 from tests.daemon import hostsmith
 
 
@@ -128,3 +131,22 @@ def test_replay_and_activation_workloads_report_their_rates(tmp_path) -> None:  
     )
     assert again.returncode == 2
     assert "is not empty: the replay workload needs a new store" in again.stderr
+
+
+def test_the_appends_workload_writes_every_event_both_ways(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite://{tmp_path}/appends.db"
+    result = hostsmith(
+        "loadtest", "--workload", "appends", "--store", url, "--events", "300", "--batch", "25",
+        "--aggregates", "7", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["events"], report["batch"]) == (300, 25)
+    assert report["unbatched_appends_per_s"] > 0
+    assert report["batched_appends_per_s"] > 0
+
+    async def count() -> int:
+        async with open_store(url) as store:
+            return len(await store.read_all(0, 10_000))
+
+    assert trio.run(count) == 600  # 300 one at a time, then the same 300 in batches

@@ -73,11 +73,16 @@ _STATES: dict[str, MachineState] = {
     "stopped": "failed",
 }
 _ACCESS_KEY = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}\b")
+_SECRET = re.compile(
+    r"(?i)\b(aws_secret_access_key|secret_?access_?key|aws_session_token|session_?token"
+    r"|x-amz-security-token|security_?token)(\W{1,3})([A-Za-z0-9/+=]{8,})"
+)
 
 
 def redact(text: str) -> str:
-    """Mask AWS access key ids (the secret keys never reach a message at all)."""
-    return _ACCESS_KEY.sub(lambda m: m.group(1) + "*" * 12, text)
+    """Mask AWS access key ids, and any secret key or token written as `name=value`."""
+    text = _ACCESS_KEY.sub(lambda m: m.group(1) + "*" * 12, text)
+    return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
 def classify_code(code: str, message: str, status: int = 0) -> ProviderError:

@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hostsmith.actors._app import Application
+from hostsmith.actors._aws_api import redact
 from hostsmith.actors._protocol import answer
 from hostsmith.actors._service import HostFactoryError
 from hostsmith.runtime import CircuitState, ConflictError, correlation
@@ -166,7 +167,7 @@ class Api:
                 except Exception as failure:
                     log.exception("%s failed", command)
                     outcome, status = "error", 500
-                    reason = f"{type(failure).__name__}: {failure}"
+                    reason = redact(f"{type(failure).__name__}: {failure}")
                     result = {"message": f"internal error in {command}: {reason}"}
                 elapsed = time.perf_counter() - started
                 if elapsed * 1000 >= self.app.config.log.slow_ms:

@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hostsmith.actors._app import Application, open_application
+from hostsmith.actors._aws_api import redact
 from hostsmith.actors._config import Config, ConfigError, describe, load_config
 from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_appends import run_appends
@@ -93,7 +94,7 @@ class Workload(enum.StrEnum):
 
 
 def fail(message: str) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -232,7 +233,7 @@ def hf(
 
 
 def hf_fail(message: str) -> NoReturn:
-    print_json(msgspec.json.encode({"message": message}))
+    print_json(msgspec.json.encode({"message": redact(message)}))
     raise typer.Exit(1)
 
 

@@ -9,6 +9,7 @@ naming the problem, with exit status 2; they never show a traceback.
 from __future__ import annotations
 
 import enum
+import functools
 import importlib.metadata
 import logging
 import pathlib
@@ -39,6 +40,7 @@ from hostsmith.actors._config import Config, ConfigError, describe, load_config
 from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_appends import run_appends
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
+from hostsmith.actors._loadtest_hostfactory import run_hostfactory
 from hostsmith.actors._loadtest_replay import run_activation, run_replay
 from hostsmith.actors._logging import configure_logging
 from hostsmith.actors._process import tune_process
@@ -91,6 +93,7 @@ class Workload(enum.StrEnum):
     replay = "replay"
     activation = "activation"
     appends = "appends"
+    hostfactory = "hostfactory"
 
 
 def fail(message: str) -> NoReturn:
@@ -110,7 +113,8 @@ def loadtest(
         Workload,
         typer.Option(
             help="What to drive: counter commands, resident memory, replay, activation, "
-            "or raw appends (one per call against batched)."
+            "raw appends (one per call against batched), or hostfactory (Host Factory's "
+            "request/poll/return cycle from --concurrency clients)."
         ),
     ] = Workload.counter,
     store: Annotated[
@@ -127,14 +131,48 @@ def loadtest(
     batch: Annotated[
         int, typer.Option(help="Appends per store call in the batched half of `appends`.")
     ] = 32,
+    target: Annotated[
+        str | None,
+        typer.Option(help="hostfactory: a running daemon's URL, e.g. http://127.0.0.1:8642."),
+    ] = None,
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="hostfactory: run hostsmith in this process.")
+    ] = False,
+    cycles: Annotated[int, typer.Option(help="hostfactory: cycles per client.")] = 5,
+    machines: Annotated[int, typer.Option(help="hostfactory: machines per request.")] = 1,
+    template: Annotated[
+        str, typer.Option(help="hostfactory: the template to request from.")
+    ] = "OnDemand-Minimal-Template-VM",
+    poll_interval: Annotated[
+        float, typer.Option(help="hostfactory: seconds between a client's status polls.")
+    ] = 0.5,
+    config: Annotated[
+        pathlib.Path | None,
+        typer.Option("--config", "-c", help="hostfactory --in-process: the TOML config to run."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
     positive("aggregates", aggregates)
     tune_process()
     try:
-        if workload is Workload.resident_memory:
-            report: msgspec.Struct = trio.run(run_resident_memory, store, aggregates)
+        if workload is Workload.hostfactory:
+            if (target is None) == (not in_process):
+                fail("the hostfactory workload needs exactly one of --target URL or --in-process")
+            report: msgspec.Struct = trio.run(
+                functools.partial(
+                    run_hostfactory,
+                    configuration(config),
+                    target=target or "in-process",
+                    clients=positive("concurrency", concurrency),
+                    cycles=positive("cycles", cycles),
+                    machines=positive("machines", machines),
+                    template_id=template,
+                    poll_interval=poll_interval,
+                )
+            )
+        elif workload is Workload.resident_memory:
+            report = trio.run(run_resident_memory, store, aggregates)
         elif workload is Workload.replay:
             report = trio.run(run_replay, store, positive("events", events), aggregates)
         elif workload is Workload.activation:
@@ -151,7 +189,7 @@ def loadtest(
                 concurrency=positive("concurrency", concurrency),
             )
             report = trio.run(run_counter, load)
-    except (RuntimeFault, ValueError) as fault:
+    except (RuntimeFault, ValueError, TemplateError, ProviderError, OSError) as fault:
         fail(str(fault))
     show(report, as_json)
 
@@ -563,9 +601,16 @@ def show(report: msgspec.Struct, as_json: bool) -> None:
         sys.stdout.write(msgspec.json.encode(fields).decode() + "\n")
         return
     table = Table(show_header=False, box=None)
+    per_call = fields.pop("calls", None)
     for key, value in fields.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     console.print(table)
+    if isinstance(per_call, dict):
+        calls = Table("call", "calls", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms")
+        for command, figures in per_call.items():
+            row = msgspec.structs.astuple(figures)
+            calls.add_row(command, *(f"{v:,}" for v in row))
+        console.print(calls)
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ class Ec2Fleet:
                 self.aws.ec2.create_fleet,
                 ClientToken=request_id[:64],
                 Type=fleet_type,
-                TargetCapacitySpecification=_capacity(template, count, "on-demand", "spot"),
+                TargetCapacitySpecification=_capacity(template, count),
                 LaunchTemplateConfigs=[_launch_config(launch_template, template)],
                 TagSpecifications=[_request_tag_spec("fleet", request_id)],
                 **_fleet_spot_options(template, count),
@@ -415,13 +415,16 @@ def _on_demand_share(template: Template, count: int) -> int:
     return count * (template.percent_on_demand or 0) // 100
 
 
-def _capacity(template: Template, count: int, on_demand: str, spot: str) -> dict[str, Any]:
+def _capacity(template: Template, count: int) -> dict[str, Any]:
     capacity: dict[str, Any] = {"TotalTargetCapacity": count}
     if template.price_type == "ondemand":
-        return capacity | {"DefaultTargetCapacityType": on_demand, "OnDemandTargetCapacity": count}
+        return capacity | {
+            "DefaultTargetCapacityType": "on-demand",
+            "OnDemandTargetCapacity": count,
+        }
     share = _on_demand_share(template, count) if template.price_type == "heterogeneous" else 0
     return capacity | {
-        "DefaultTargetCapacityType": spot,
+        "DefaultTargetCapacityType": "spot",
         "OnDemandTargetCapacity": share,
         "SpotTargetCapacity": count - share,
     }

@@ -327,13 +327,14 @@ class AggregateActor(Generic[S, C, E]):
             await self._catch_up()
             _answer(reply, Committed(self.version, repeated=True))
         elif isinstance(outcome, ConflictError):
+            retrying = in_flight.attempt < self.kind.conflict_retries
+            if retrying:
+                spread = self.kind.conflict_backoff * 2**in_flight.attempt
+                await trio.sleep(spread * self.rng.random())
             await self._catch_up()
-            if in_flight.attempt >= self.kind.conflict_retries:
+            if not retrying:
                 _answer(reply, ConflictError(self.stream, outcome.expected, outcome.actual))
                 return
-            spread = self.kind.conflict_backoff * 2**in_flight.attempt
-            await trio.sleep(spread * self.rng.random())
-            await self._catch_up()  # again: the sleep gave others time to write
             token = current_envelope.set(in_flight.envelope)
             try:
                 await self._start(in_flight.command, in_flight.envelope, in_flight.attempt + 1)

@@ -270,11 +270,8 @@ class DynamoStore:
         }
 
     async def _last_position(self) -> int:
-        response = await self.client.get_item(
-            TableName=self.table, Key={"pk": _s("meta#position"), "sk": _n(0)}, ConsistentRead=True
-        )
-        item = response.get("Item") or {}
-        return int(item["last"]["N"]) if "last" in item else 0
+        last, _ = await self._load_marks()
+        return last
 
     # -- reads -----------------------------------------------------------------
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import pathlib
+import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -26,10 +27,10 @@ from hostsmith.actors._gateway import Gateway, GatewayPolicy
 from hostsmith.actors._machines import MACHINE
 from hostsmith.actors._provider import Provider
 from hostsmith.actors._requests import REQUEST
-from hostsmith.actors._service import HostFactory, Settings
+from hostsmith.actors._service import HostFactory, Settings, random_request_id
 from hostsmith.actors._sim import SimProvider, SimSettings
 from hostsmith.actors._templates import CAPACITY, Template, load_templates
-from hostsmith.runtime import Runtime, open_runtime
+from hostsmith.runtime import EventStore, Runtime, open_runtime
 from hostsmith.stores import open_store
 
 
@@ -69,26 +70,48 @@ async def open_application(
     config: Config, *, drive: bool = True, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[Application]:
     templates = load_templates(config.templates_path)
-    async with AsyncExitStack() as stack:
-        provider = await stack.enter_async_context(_open_provider(config, templates, clock))
-        gateway = Gateway(provider, GatewayPolicy(**msgspec.structs.asdict(config.gateway)))
-        async with (
-            open_store(config.store_url) as store,
-            open_runtime(
-                store, kinds=[CAPACITY, REQUEST, MACHINE], idle_timeout=600.0 if drive else math.inf
-            ) as runtime,
-        ):
-            service = HostFactory(
-                runtime,
-                gateway,
-                templates,
-                Settings(
-                    request_timeout=config.requests.timeout,
-                    poll_interval=config.requests.poll_interval,
-                ),
-                clock=clock,
-            )
-            async with trio.open_nursery() as nursery:
-                await nursery.start(service.run, drive)
-                yield Application(config, runtime, service, gateway)
-                nursery.cancel_scope.cancel()
+    async with (
+        _open_provider(config, templates, clock) as provider,
+        open_store(config.store_url) as store,
+        open_service(config, store, provider, templates, drive=drive, clock=clock) as application,
+    ):
+        yield application
+
+
+@asynccontextmanager
+async def open_service(
+    config: Config,
+    store: EventStore,
+    provider: Provider,
+    templates: dict[str, Template],
+    *,
+    drive: bool = True,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+    new_request_id: Callable[[str], str] = random_request_id,
+) -> AsyncIterator[Application]:
+    """The runtime and the service over an open store and provider (the simulation's way in)."""
+    gateway = Gateway(provider, GatewayPolicy(**msgspec.structs.asdict(config.gateway)))
+    async with open_runtime(
+        store,
+        kinds=[CAPACITY, REQUEST, MACHINE],
+        idle_timeout=600.0 if drive else math.inf,
+        wall_clock=clock,
+        rng=rng,
+    ) as runtime:
+        service = HostFactory(
+            runtime,
+            gateway,
+            templates,
+            Settings(
+                request_timeout=config.requests.timeout,
+                poll_interval=config.requests.poll_interval,
+                retention=config.requests.retention,
+            ),
+            clock=clock,
+            new_request_id=new_request_id,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run, drive)
+            yield Application(config, runtime, service, gateway)
+            nursery.cancel_scope.cancel()

@@ -43,6 +43,7 @@ class Server(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Requests(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
     poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    retention: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
 
 
 class Sim(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

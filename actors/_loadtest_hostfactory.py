@@ -30,7 +30,7 @@ from hdrh.histogram import HdrHistogram
 from hostsmith.actors._app import open_application
 from hostsmith.actors._config import Config
 from hostsmith.actors._protocol import COMMANDS, answer
-from hostsmith.actors._service import HostFactoryError
+from hostsmith.actors._service import HostFactory, HostFactoryError
 
 HostFactoryCall = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """(command, payload) -> the answer; raises `CallFailed` when the call fails."""
@@ -75,6 +75,8 @@ class Recorder:
         self.errors: dict[str, int] = {}
         self.errors_by_command: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         self.cycles = 0
+        self.acknowledged: list[str] = []
+        """Every request id hostsmith answered with, acquire and return alike."""
 
     async def timed(self, call: HostFactoryCall, command: str, payload: dict[str, Any]) -> Any:
         began = time.perf_counter()
@@ -135,10 +137,12 @@ async def host_factory_client(
                 "requestMachines",
                 {"template": {"templateId": template_id, "machineCount": machines}},
             )
+            recorder.acknowledged.append(asked["requestId"])
             entry = await _poll(recorder, call, asked["requestId"], poll_interval, poll_limit)
             held = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
             if held:
                 returned = await recorder.timed(call, "requestReturnMachines", {"machines": held})
+                recorder.acknowledged.append(returned["requestId"])
                 await _poll(recorder, call, returned["requestId"], poll_interval, poll_limit)
                 await recorder.timed(call, "getReturnRequests", {"machines": held})
             recorder.cycles += 1
@@ -146,18 +150,25 @@ async def host_factory_client(
             await trio.sleep(poll_interval)  # counted; the client carries on, as HF would
 
 
+def calls_into(service: HostFactory) -> HostFactoryCall:
+    """Calls served by `service` in this process, the way the HTTP API serves them."""
+
+    async def call(command: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await answer(service, command, msgspec.json.encode(payload))
+        except HostFactoryError as refusal:
+            raise CallFailed("refused", str(refusal)) from None
+        except Exception as failure:  # what the HTTP API would answer with a 5xx
+            raise CallFailed(type(failure).__name__, str(failure)) from None
+
+    return call
+
+
 @asynccontextmanager
 async def in_process(config: Config) -> AsyncIterator[HostFactoryCall]:
     """Calls into an application built from `config`, its driver running."""
     async with open_application(config, drive=True) as application:
-
-        async def call(command: str, payload: dict[str, Any]) -> dict[str, Any]:
-            try:
-                return await answer(application.service, command, msgspec.json.encode(payload))
-            except HostFactoryError as refusal:
-                raise CallFailed("refused", str(refusal)) from None
-
-        yield call
+        yield calls_into(application.service)
 
 
 @asynccontextmanager

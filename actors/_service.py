@@ -38,6 +38,7 @@ from hostsmith.actors._machines import (
     RecordLaunch,
     RecordMachineState,
     ReleaseReturn,
+    ReturnClaimed,
 )
 from hostsmith.actors._provider import PermanentProviderError, ProviderError
 from hostsmith.actors._requests import (
@@ -57,11 +58,19 @@ from hostsmith.actors._requests import (
     to_host_factory,
 )
 from hostsmith.actors._templates import CAPACITY, Release, Reserve, Template
-from hostsmith.runtime import CircuitOpen, Rejected, Runtime, StoredEvent, correlation
+from hostsmith.runtime import (
+    CircuitOpen,
+    Rejected,
+    Runtime,
+    RuntimeFault,
+    StoredEvent,
+    correlation,
+)
 
 log = logging.getLogger("hostsmith.service")
 
 
+_CLAIM_EVENTS = frozenset({"ReturnClaimed", "ReturnReleased"})
 ORPHAN_AGE = 60.0
 """Seconds after which a reservation without its request is taken to be orphaned."""
 
@@ -80,6 +89,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds an acquire or return request may take before it times out."""
     poll_interval: float = 5.0
     """Seconds between the driver's looks at the cloud for one request."""
+    retention: float = 3600.0
+    """Seconds a settled request stays in memory for Host Factory's status polls.
+
+    After that it is forgotten by the projections (once none of its machines is
+    still running) and read back from the log if anyone asks, so the service's
+    memory follows the hosts in play, not the history."""
+
+
+def random_request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4()}"
 
 
 class HostFactory:
@@ -91,17 +110,21 @@ class HostFactory:
         settings: Settings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        new_request_id: Callable[[str], str] = random_request_id,
     ) -> None:
         self.runtime = runtime
         self.gateway = gateway
         self.templates = templates
         self.settings = settings or Settings()
         self.clock = clock
+        self.new_request_id = new_request_id
         # Projections, rebuilt from the log at start by the subscription.
         self.requests: dict[str, Request] = {}
         self.owner_of_machine: dict[str, str] = {}  # machine id -> acquire request id
         self.machine_by_name: dict[str, Machine] = {}
         self.correlation_of: dict[str, str] = {}  # request id -> the call that opened it
+        self.pending_claims: dict[str, tuple[str, float]] = {}  # machine -> (return, when)
+        self.settled_at: dict[str, float] = {}  # request id -> when the projection saw it settle
         self._driving: set[str] = set()
         self._nursery: trio.Nursery | None = None
 
@@ -122,7 +145,7 @@ class HostFactory:
         if template is None:
             known = ", ".join(sorted(self.templates)) or "none are configured"
             raise HostFactoryError(f"unknown templateId {template_id!r} (known: {known})")
-        request_id = f"req-{uuid.uuid4()}"
+        request_id = self.new_request_id("req")
         now = self.clock()
         try:
             await self.runtime.get(CAPACITY, template_id).execute(
@@ -158,35 +181,50 @@ class HostFactory:
                     f"machine {ref.machine_id or ref.name!r} was not provisioned by hostsmith"
                 )
             known.append(machine)
-        request_id = f"ret-{uuid.uuid4()}"
+        request_id = self.new_request_id("ret")
         await self._claim(request_id, known)
         now = self.clock()
-        await self.runtime.get(REQUEST, request_id).execute(
-            OpenReturn(
-                machines=tuple(known), deadline=now + self.settings.request_timeout, opened_at=now
-            ),
-            command_id=f"{request_id}/open",
-        )
+        request = self.runtime.get(REQUEST, request_id)
+        try:
+            await request.execute(
+                OpenReturn(
+                    machines=tuple(known),
+                    deadline=now + self.settings.request_timeout,
+                    opened_at=now,
+                ),
+                command_id=f"{request_id}/open",
+            )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                # A lost acknowledgement may have opened it after all; if so it
+                # goes on (the driver finds it in the log) and keeps its claims.
+                if (await request.state()).kind is None:
+                    await self._unclaim(request_id, known)
+            raise
         return {"requestId": request_id, "message": "Delete VM success."}
 
     async def _claim(self, request_id: str, machines: Sequence[Machine]) -> None:
         """Claim every machine for this return, or none of them."""
-        claimed: list[Machine] = []
+        tried: list[Machine] = []
         try:
             for machine in machines:
+                tried.append(machine)  # before: a claim can be stored yet go unacknowledged
                 await self.runtime.get(MACHINE, machine.machine_id).execute(
                     ClaimReturn(request_id), command_id=f"{request_id}/claim/{machine.machine_id}"
                 )
-                claimed.append(machine)
         except BaseException as failure:
             with trio.CancelScope(shield=True):
-                for machine in claimed:
-                    await self.runtime.get(MACHINE, machine.machine_id).execute(
-                        ReleaseReturn(request_id)
-                    )
+                await self._unclaim(request_id, tried)
             if isinstance(failure, Rejected):
                 raise HostFactoryError(str(failure)) from None
             raise
+
+    async def _unclaim(self, request_id: str, machines: Sequence[Machine]) -> None:
+        """Release this return's claims (a no-op on machines it does not hold)."""
+        for machine in machines:
+            await self.runtime.get(MACHINE, machine.machine_id).execute(
+                ReleaseReturn(request_id), command_id=f"{request_id}/unclaim/{machine.machine_id}"
+            )
 
     async def get_request_status(self, request_ids: Sequence[str]) -> dict[str, Any]:
         answers = []
@@ -237,7 +275,43 @@ class HostFactory:
                     if not state.settled:
                         self._drive(request_id)
             task_status.started()
-            await trio.sleep_forever()
+            while True:
+                await trio.sleep(min(self.settings.retention / 4, ORPHAN_AGE))
+                self.forget_settled(self.clock() - self.settings.retention)
+                if drive:
+                    try:
+                        await self._release_orphans()
+                        await self._release_stale_claims()
+                    except RuntimeFault as trouble:
+                        log.warning("could not release orphaned reservations yet: %s", trouble)
+
+    def forget_settled(self, cutoff: float) -> int:
+        """Drop from the projections requests settled before `cutoff`; return how many.
+
+        An acquire request stays while any of its machines is not yet terminated
+        (Host Factory may still return them). Its machines go with it.
+        """
+        gone = 0
+        for request_id, settled_at in list(self.settled_at.items()):
+            if settled_at >= cutoff:
+                break  # settle order: the rest are newer
+            state = self.requests[request_id]
+            latest = [self.machine_by_name.get(m.name, m) for m in state.machines.values()]
+            if state.kind == "acquire" and any(
+                m.state not in ("terminated", "failed") for m in latest
+            ):
+                continue
+            del self.settled_at[request_id], self.requests[request_id]
+            self.correlation_of.pop(request_id, None)
+            if state.kind == "acquire":
+                for machine in state.machines.values():
+                    self.owner_of_machine.pop(machine.machine_id, None)
+                    if self.machine_by_name.get(machine.name, machine).machine_id == (
+                        machine.machine_id
+                    ):
+                        self.machine_by_name.pop(machine.name, None)
+            gone += 1
+        return gone
 
     async def _release_orphans(self) -> None:
         """Give back capacity reserved by requests that never opened (a crash between the two).
@@ -284,6 +358,9 @@ class HostFactory:
     async def _apply(self, events: Sequence[StoredEvent]) -> None:
         decode = REQUEST.events.decode
         for stored in events:
+            if stored.type in _CLAIM_EVENTS:
+                self._apply_claim(stored)
+                continue
             if not stored.stream.startswith("request-"):
                 continue
             request_id = stored.stream.removeprefix("request-")
@@ -296,9 +373,35 @@ class HostFactory:
             # A machine's latest news is in whichever request touched it last.
             for machine in state.machines.values():
                 self.machine_by_name[machine.name] = machine
+            if state.settled and request_id not in self.settled_at:
+                self.settled_at[request_id] = self.clock()
+            if isinstance(event, ReturnOpened):
+                for machine in event.machines:
+                    if self.pending_claims.get(machine.machine_id, ("",))[0] == request_id:
+                        del self.pending_claims[machine.machine_id]
             if isinstance(event, AcquireOpened | ReturnOpened):
                 self.correlation_of[request_id] = stored.correlation_id
                 self._drive(request_id)
+
+    def _apply_claim(self, stored: StoredEvent) -> None:
+        machine_id = stored.stream.removeprefix("machine-")
+        event = MACHINE.events.decode(stored.type, stored.schema_version, stored.data)
+        if isinstance(event, ReturnClaimed):
+            self.pending_claims[machine_id] = (event.return_request_id, self.clock())
+        elif self.pending_claims.get(machine_id, ("",))[0] == event.return_request_id:
+            del self.pending_claims[machine_id]
+
+    async def _release_stale_claims(self) -> None:
+        """Release claims by return requests that never opened (a failure between the two)."""
+        cutoff = self.clock() - ORPHAN_AGE
+        for machine_id, (request_id, claimed_at) in list(self.pending_claims.items()):
+            if claimed_at < cutoff and request_id not in self.requests:
+                log.warning(
+                    "releasing %s, claimed by %s, which never opened", machine_id, request_id
+                )
+                await self.runtime.get(MACHINE, machine_id).execute(
+                    ReleaseReturn(request_id), command_id=f"{request_id}/unclaim/{machine_id}"
+                )
 
     def _drive(self, request_id: str) -> None:
         if self._nursery is not None and request_id not in self._driving:
@@ -314,25 +417,36 @@ class HostFactory:
     async def _see_through_correlated(self, request_id: str) -> None:
         request = self.runtime.get(REQUEST, request_id)
         try:
+            state: Request | None = None
             while True:
-                state = await request.state()
-                if state.settled:
-                    await self._settle_capacity(state)
-                    return
                 try:
-                    await self._step(request_id, state)
-                except PermanentProviderError as refusal:
-                    await request.execute(RecordFailure(str(refusal)))
-                    continue
-                except (ProviderError, CircuitOpen, trio.TooSlowError) as trouble:
-                    log.warning("request %s: the provider is in trouble: %s", request_id, trouble)
-                await request.execute(CheckDeadline(self.clock()))
-                if not (await request.state()).settled:
-                    await trio.sleep(self._pause(state))
+                    state = await request.state()
+                    if state.settled:
+                        await self._settle_capacity(state)
+                        return
+                    try:
+                        await self._step(request_id, state)
+                    except PermanentProviderError as refusal:
+                        await request.execute(RecordFailure(str(refusal)))
+                        continue
+                    except (ProviderError, CircuitOpen, trio.TooSlowError) as trouble:
+                        log.warning(
+                            "request %s: the provider is in trouble: %s", request_id, trouble
+                        )
+                    await request.execute(CheckDeadline(self.clock()))
+                    if (await request.state()).settled:
+                        continue
+                except RuntimeFault as trouble:
+                    # The journal or an aggregate failed this step; every step is
+                    # idempotent (command ids), so the next pass simply does it again.
+                    log.warning("request %s: will try again: %s", request_id, trouble)
+                await trio.sleep(self._pause(state))
         finally:
             self._driving.discard(request_id)
 
-    def _pause(self, state: Request) -> float:
+    def _pause(self, state: Request | None) -> float:
+        if state is None:  # it could not even be read: try again after the usual pause
+            return self.settings.poll_interval
         left = state.deadline - self.clock()
         return max(0.0, min(self.settings.poll_interval, left if math.isfinite(left) else math.inf))
 

@@ -137,9 +137,9 @@ class SimProvider:
         """Pay the call's latency, and fail it now and then, deterministically."""
         self.calls += 1
         await trio.sleep(self.settings.latency)
-        attempt = self._attempts.get((operation, key), 0)
-        self._attempts[(operation, key)] = attempt + 1
+        attempt = self._attempts.pop((operation, key), 0)  # only failing calls are kept
         if self._draw("fail", operation, key, attempt) < self.settings.failure_rate:
+            self._attempts[(operation, key)] = attempt + 1
             raise TransientProviderError(
                 f"RequestLimitExceeded: simulated throttling of {operation} (attempt {attempt + 1})"
             )

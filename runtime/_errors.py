@@ -93,7 +93,8 @@ class PersistFailed(JournalError):
         self.stream = stream
         super().__init__(
             f"could not persist events to {stream!r}: {type(cause).__name__}: {cause}; "
-            "nothing was applied"
+            "the aggregate's state did not move, and sending the command again with "
+            "the same command id is safe (it is applied at most once)"
         )
 
 

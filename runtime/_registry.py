@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -73,11 +74,13 @@ class Registry:
         mailbox_capacity: int = 64,
         restart_policy: RestartPolicy | None = None,
         deadlines: Deadlines | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if max_resident < 1:
             raise ValueError(f"max_resident must be at least 1, not {max_resident}")
         self.max_resident = max_resident
         self.deadlines = deadlines
+        self.rng = rng or random.Random()  # restart jitter; seeded for reproducible runs
         self.idle_timeout = idle_timeout
         self.mailbox_capacity = mailbox_capacity
         # Generous: a store outage crashes every aggregate that was writing at
@@ -228,7 +231,9 @@ class Registry:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host the actors until `close()`; sweeps for idle actors meanwhile."""
         try:
-            async with open_supervisor("aggregates", self.restart_policy) as supervisor:
+            async with open_supervisor(
+                "aggregates", self.restart_policy, rng=self.rng
+            ) as supervisor:
                 self._supervisor = supervisor
                 task_status.started()
                 self._sweeping = trio.CancelScope()

@@ -211,7 +211,9 @@ async def open_runtime(
     """Run the engine over `store` for the duration of the block."""
     journal = Journal(store, max_batch=max_batch)
     deadlines = Deadlines()
+    rng = rng or random.Random()
     registry = Registry(
+        rng=rng,
         max_resident=max_resident,
         idle_timeout=idle_timeout,
         mailbox_capacity=mailbox_capacity,

@@ -15,7 +15,9 @@ instant.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -33,7 +35,7 @@ from hostsmith.runtime._store import (
     StoredEvent,
 )
 
-__all__ = ["EventCapture", "FaultyStore", "MemoryStore", "settle"]
+__all__ = ["Chances", "EventCapture", "FaultyStore", "MemoryStore", "settle"]
 
 
 class _Forwarding:
@@ -70,6 +72,17 @@ class _Forwarding:
         await self.inner.aclose()
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Chances:
+    """How often a chaotic `FaultyStore` misbehaves, per batch (or per request for conflicts)."""
+
+    failure: float = 0.0
+    conflict: float = 0.0
+    lost_ack: float = 0.0
+    max_delay: float = 0.0
+    """Each batch takes a random share of this many seconds."""
+
+
 class FaultyStore(_Forwarding):
     """A store that misbehaves on command.
 
@@ -78,15 +91,28 @@ class FaultyStore(_Forwarding):
       (nothing written), as if another writer had got there first;
     - `delay`: seconds each batch takes (virtual time in tests);
     - `fail_reads`: every `read` raises `OSError`.
+
+    Given `chaos` (a seeded `random.Random` and `Chances`), it also misbehaves
+    at random, reproducibly: that is the deterministic simulation's journal.
+    A lost acknowledgement writes the batch and then raises, as a store does
+    when the disk took the write but the answer never came back.
     """
 
-    def __init__(self, inner: EventStore | None = None, *, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        inner: EventStore | None = None,
+        *,
+        delay: float = 0.0,
+        chaos: tuple[random.Random, Chances] | None = None,
+    ) -> None:
         super().__init__(inner if inner is not None else MemoryStore())
         self.delay = delay
+        self.chaos = chaos
         self.fail_reads = False
         self._failures = 0
         self._conflicts = 0
         self.batches = 0
+        self.injected: dict[str, int] = {"failure": 0, "conflict": 0, "lost-ack": 0}
 
     def fail_next_appends(self, count: int = 1) -> None:
         self._failures += count
@@ -94,24 +120,38 @@ class FaultyStore(_Forwarding):
     def conflict_next_appends(self, count: int = 1) -> None:
         self._conflicts += count
 
+    def _roll(self, fault: str) -> bool:
+        if self.chaos is None:
+            return False
+        rng, chances = self.chaos
+        if rng.random() < getattr(chances, fault.replace("-", "_")):
+            self.injected[fault] += 1
+            return True
+        return False
+
     async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         self.batches += 1
-        if self.delay:
-            await trio.sleep(self.delay)
-        if self._failures:
-            self._failures -= 1
+        delay = self.delay
+        if self.chaos is not None:
+            delay += self.chaos[0].random() * self.chaos[1].max_delay
+        if delay:
+            await trio.sleep(delay)
+        if self._failures or self._roll("failure"):
+            self._failures = max(0, self._failures - 1)
             raise OSError("injected write failure")
         outcomes: list[AppendOutcome | None] = []
         passed: list[AppendRequest] = []
         for request in requests:
-            if self._conflicts:
-                self._conflicts -= 1
+            if self._conflicts or self._roll("conflict"):
+                self._conflicts = max(0, self._conflicts - 1)
                 actual = request.expected_version + 1
                 outcomes.append(ConflictError(request.stream, request.expected_version, actual))
             else:
                 outcomes.append(None)
                 passed.append(request)
         written = iter(await self.inner.append_batch(passed) if passed else [])
+        if self._roll("lost-ack"):
+            raise OSError("injected lost acknowledgement (the batch was written)")
         return [outcome if outcome is not None else next(written) for outcome in outcomes]
 
     async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:

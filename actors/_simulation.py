@@ -1,0 +1,345 @@
+"""Deterministic simulation: the service on virtual time, under faults, replayed from a seed.
+
+`simulate(seed, workdir)` builds the in-process service (runtime, Host
+Factory service and its driver) on the `sim` cloud and a chaotic journal
+(`FaultyStore` over `MemoryStore`: failed writes, conflicts, lost
+acknowledgements, slow batches). A few simulated Host Factory clients run
+their cycle through it while the faults rain down. Then the journal calms
+down, whatever machines are still out are returned, and the run checks what
+must hold after any schedule and any fault:
+
+- every acknowledged request id is known to hostsmith and settled;
+- every stream's versions run 1, 2, 3, ... with no gap, and event ids are unique;
+- no simulated machine was provisioned twice: the cloud holds at most the
+  requested count per request, and no machine belongs to two requests;
+- every machine is terminated, and all capacity is given back.
+
+Why it is deterministic: everything that could vary comes from the seed.
+Time is trio's `MockClock` (autojump, so an idle hour costs nothing); the
+sim cloud draws from a hash of its seed; the journal's faults, the runtime's
+jitter and the minted request ids come from `random.Random` streams named
+after the seed; and trio's scheduler is switched to the deterministic,
+seeded order it keeps for Hypothesis. The trace is the log itself: each
+event's stream, version, type and data, in commit order (event ids,
+correlation ids and timestamps differ per process and are left out). Its
+digest is the run's fingerprint, so "same seed, same trace" is checked by
+comparing two digests, and `hostsmith simulate --seed N` replays any run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import random
+import sqlite3
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+import trio
+import trio.testing
+from trio._core import _run as trio_scheduler  # the scheduler's seeded mode (see above)
+
+from hostsmith.actors._app import Application, open_service
+from hostsmith.actors._config import Config, Gateway, Requests, Sim
+from hostsmith.actors._loadtest_hostfactory import (
+    CallFailed,
+    HostFactoryCall,
+    Recorder,
+    calls_into,
+    host_factory_client,
+)
+from hostsmith.actors._requests import REQUEST, MachinesLaunched
+from hostsmith.actors._sim import SimProvider, SimSettings
+from hostsmith.actors._templates import CAPACITY, load_templates
+from hostsmith.runtime import StoredEvent
+from hostsmith.runtime.testing import Chances, FaultyStore, MemoryStore
+
+EPOCH = 1_767_225_600.0  # 2026-01-01, so event times read as dates
+CALM_LIMIT = 6 * 3600.0
+"""Virtual seconds the calm phase may take to settle everything before that is a failure."""
+
+
+class Scenario(msgspec.Struct, frozen=True, kw_only=True):
+    """What one seed sets up: the workload, the cloud and the journal's faults."""
+
+    seed: int
+    clients: int
+    cycles: int
+    machines: int
+    template_id: str
+    sim: Sim
+    chances: dict[str, float]
+
+    @classmethod
+    def from_seed(cls, seed: int, template_ids: list[str]) -> Scenario:
+        draw = random.Random(f"{seed}/scenario")
+        return cls(
+            seed=seed,
+            clients=draw.randint(1, 6),
+            cycles=draw.randint(1, 3),
+            machines=draw.randint(1, 6),
+            template_id=draw.choice(template_ids),
+            sim=Sim(
+                seed=seed,
+                latency=draw.choice([0.01, 0.1, 0.5]),
+                boot_time=draw.uniform(1, 90),
+                shutdown_time=draw.uniform(1, 30),
+                capacity=draw.randint(4, 40),
+                failure_rate=draw.choice([0.0, 0.05, 0.2]),
+                spot_reclaim_rate=draw.choice([0.0, 0.2]),
+                spot_lifetime=300.0,
+                reclaim_notice=60,
+            ),
+            chances={
+                "failure": draw.choice([0.0, 0.02, 0.1]),
+                "conflict": draw.choice([0.0, 0.05, 0.2]),
+                "lost_ack": draw.choice([0.0, 0.02, 0.1]),
+                "max_delay": draw.choice([0.0, 0.01, 0.3]),
+            },
+        )
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    seed: int
+    fingerprint: str
+    events: int
+    acknowledged: int
+    failed_calls: int
+    injected: dict[str, int]
+    virtual_seconds: float
+    violations: list[str]
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+
+def repro_command(seed: int) -> str:
+    return f"hostsmith simulate --seed {seed}"
+
+
+def simulate(seed: int, workdir: pathlib.Path) -> Outcome:
+    """Run one seed to the end (synchronously: it owns its trio run and clock)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = Config(
+        data_dir=str(workdir),
+        requests=Requests(timeout=600.0, poll_interval=2.0, retention=900.0),
+        gateway=Gateway(max_concurrent=4, call_timeout=10.0, attempts=4, reset_timeout=20.0),
+    )
+    templates = load_templates(config.templates_path)
+    scenario = Scenario.from_seed(seed, sorted(templates))
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    with _seeded_randomness(seed):
+        return trio.run(_simulate, scenario, config, workdir, clock=clock)
+
+
+@contextmanager
+def _seeded_randomness(seed: int) -> Iterator[None]:
+    """Seed trio's scheduler (in its deterministic mode) and the `random` module
+    (stamina draws its retry jitter there), and put both back afterwards."""
+    saved = (
+        trio_scheduler._ALLOW_DETERMINISTIC_SCHEDULING,
+        trio_scheduler._r.getstate(),
+        random.getstate(),
+    )
+    trio_scheduler._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio_scheduler._r.seed(f"{seed}/scheduler")
+    random.seed(f"{seed}/jitter")
+    try:
+        yield
+    finally:
+        trio_scheduler._ALLOW_DETERMINISTIC_SCHEDULING = saved[0]  # type: ignore[misc]
+        trio_scheduler._r.setstate(saved[1])
+        random.setstate(saved[2])
+
+
+def _epoch() -> float:
+    return EPOCH + trio.current_time()
+
+
+async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -> Outcome:
+    seed = scenario.seed
+    log = MemoryStore()
+    journal = FaultyStore(
+        log, chaos=(random.Random(f"{seed}/journal"), Chances(**scenario.chances))
+    )
+    cloud_path = workdir / "sim-cloud.db"
+    cloud_path.unlink(missing_ok=True)
+    cloud = SimProvider(
+        cloud_path, SimSettings(**msgspec.structs.asdict(scenario.sim)), clock=_epoch
+    )
+    minted = random.Random(f"{seed}/ids")
+    templates = load_templates(config.templates_path)
+    recorder = Recorder()
+    violations: list[str] = []
+    try:
+        async with open_service(
+            config,
+            journal,
+            cloud,
+            templates,
+            clock=_epoch,
+            rng=random.Random(f"{seed}/runtime"),
+            new_request_id=lambda prefix: f"{prefix}-{minted.getrandbits(64):016x}",
+        ) as application:
+            call = calls_into(application.service)
+            async with trio.open_nursery() as clients:
+                for _ in range(scenario.clients):
+                    clients.start_soon(_client, recorder, call, scenario)
+            journal.chaos = None  # the storm is over: now everything must settle
+            with trio.move_on_after(CALM_LIMIT) as calm:
+                await _return_leftovers(application, call)
+            if calm.cancelled_caught:
+                violations.append(f"not settled {CALM_LIMIT:.0f} s after the faults stopped")
+            violations += await _check(application, recorder, cloud, log)
+    except Exception:  # a crash is a finding, reported with its seed
+        violations.append("crashed:\n" + traceback.format_exc())
+    finally:
+        cloud.close()
+    events = await _read_everything(log)
+    return Outcome(
+        seed=seed,
+        fingerprint=_fingerprint(events),
+        events=len(events),
+        acknowledged=len(recorder.acknowledged),
+        failed_calls=sum(recorder.errors.values()),
+        injected=journal.injected,
+        virtual_seconds=round(trio.current_time(), 3),
+        violations=violations,
+    )
+
+
+async def _client(recorder: Recorder, call: HostFactoryCall, scenario: Scenario) -> None:
+    await host_factory_client(
+        recorder,
+        call,
+        template_id=scenario.template_id,
+        machines=scenario.machines,
+        cycles=scenario.cycles,
+        poll_interval=5.0,
+        poll_limit=400,
+    )
+
+
+async def _return_leftovers(application: Application, call: HostFactoryCall) -> None:
+    """Return every machine still running, until every request has settled and
+    every reservation is given back (orphans are released by the service itself)."""
+    service = application.service
+    while True:
+        running = [m for m in service.machine_by_name.values() if m.state == "running"]
+        unsettled = [r for r in service.requests.values() if not r.settled]
+        reserved = [
+            (await application.runtime.get(CAPACITY, template_id).state()).reserved
+            for template_id in service.templates
+        ]
+        if not running and not unsettled and not any(reserved):
+            return
+        for machine in running:
+            try:
+                await call(
+                    "requestReturnMachines",
+                    {"machines": [{"name": machine.name, "machineId": machine.machine_id}]},
+                )
+            except CallFailed:
+                pass  # already claimed by a return in flight, or refused: look again later
+        await trio.sleep(30)
+
+
+async def _check(
+    application: Application, recorder: Recorder, cloud: SimProvider, log: MemoryStore
+) -> list[str]:
+    found: list[str] = []
+    runtime = application.runtime
+    for request_id in recorder.acknowledged:
+        state = await runtime.get(REQUEST, request_id).state()
+        if state.kind is None:
+            found.append(f"acknowledged {request_id} is unknown")
+        elif not state.settled:
+            found.append(f"acknowledged {request_id} never finished ({state.status})")
+    events = await _read_everything(log)
+    found += _check_log(events)
+    found += _check_cloud(cloud.path, events, _epoch())
+    for template_id in application.service.templates:
+        capacity = await runtime.get(CAPACITY, template_id).state()
+        if capacity.reserved:
+            found.append(f"capacity of {template_id} still reserved: {capacity.reserved}")
+    return found
+
+
+def _check_log(events: list[StoredEvent]) -> list[str]:
+    found = []
+    last: dict[str, int] = {}
+    seen_ids: set[str] = set()
+    for event in events:
+        expected = last.get(event.stream, 0) + 1
+        if event.version != expected:
+            found.append(f"{event.stream}: version {event.version} where {expected} was due")
+        last[event.stream] = event.version
+        if event.event_id in seen_ids:
+            found.append(f"event id {event.event_id} written twice")
+        seen_ids.add(event.event_id)
+    return found
+
+
+def _check_cloud(cloud_path: pathlib.Path, events: list[StoredEvent], now: float) -> list[str]:
+    """No machine provisioned twice; every machine gone (terminated, or reclaimed if spot)."""
+    found = []
+    owner: dict[str, str] = {}
+    decode = REQUEST.events.decode
+    for event in events:
+        if event.type != "MachinesLaunched":
+            continue
+        launched = decode(event.type, event.schema_version, event.data)
+        assert isinstance(launched, MachinesLaunched)
+        for machine in launched.machines:
+            first = owner.setdefault(machine.machine_id, event.stream)
+            if first != event.stream:
+                found.append(f"machine {machine.machine_id} launched by {first} and {event.stream}")
+    counts = {
+        event.stream.removeprefix("request-"): msgspec.json.decode(event.data).get("count", 0)
+        for event in events
+        if event.type == "AcquireOpened"
+    }
+    with sqlite3.connect(cloud_path) as db:
+        rows = db.execute(
+            "SELECT token, count(*), "
+            "sum(terminate_at IS NULL AND (reclaim_at IS NULL OR reclaim_at > ?)) "
+            "FROM instances GROUP BY token",
+            (now,),
+        ).fetchall()
+    for token, launched_count, alive in rows:
+        if launched_count > counts.get(token, 0):
+            found.append(f"{token}: {launched_count} machines for {counts.get(token, 0)} asked")
+        if alive:
+            found.append(f"{token}: {alive} machines never terminated")
+    return found
+
+
+async def _read_everything(log: MemoryStore) -> list[StoredEvent]:
+    events: list[StoredEvent] = []
+    while batch := await log.read_all(events[-1].position if events else 0, 10_000):
+        events += batch
+    return events
+
+
+def _fingerprint(events: list[StoredEvent]) -> str:
+    digest = hashlib.sha256()
+    for event in events:
+        digest.update(msgspec.json.encode((event.stream, event.version, event.type)))
+        digest.update(event.data)
+    return digest.hexdigest()[:16]
+
+
+def run_seeds(seeds: range, workdir: pathlib.Path, *, twice: bool = False) -> Iterator[Outcome]:
+    """Simulate each seed in turn; with `twice`, run each again and flag a differing trace."""
+    for seed in seeds:
+        outcome = simulate(seed, workdir / str(seed))
+        if twice:
+            again = simulate(seed, workdir / f"{seed}-again")
+            if again.fingerprint != outcome.fingerprint:
+                outcome.violations.append(
+                    f"not deterministic: trace {outcome.fingerprint} then {again.fingerprint}"
+                )
+        yield outcome

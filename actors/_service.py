@@ -70,6 +70,9 @@ from hostsmith.runtime import (
 log = logging.getLogger("hostsmith.service")
 
 
+_GONE = frozenset({"terminated", "failed", "pending"})
+"""Machine states of a settled acquire request that Host Factory will not return
+(a machine still pending when its request settled was terminated by hostsmith)."""
 _CLAIM_EVENTS = frozenset({"ReturnClaimed", "ReturnReleased"})
 ORPHAN_AGE = 60.0
 """Seconds after which a reservation without its request is taken to be orphaned."""
@@ -297,9 +300,7 @@ class HostFactory:
                 break  # settle order: the rest are newer
             state = self.requests[request_id]
             latest = [self.machine_by_name.get(m.name, m) for m in state.machines.values()]
-            if state.kind == "acquire" and any(
-                m.state not in ("terminated", "failed") for m in latest
-            ):
+            if state.kind == "acquire" and any(m.state not in _GONE for m in latest):
                 continue
             del self.settled_at[request_id], self.requests[request_id]
             self.correlation_of.pop(request_id, None)
@@ -417,7 +418,6 @@ class HostFactory:
     async def _see_through_correlated(self, request_id: str) -> None:
         request = self.runtime.get(REQUEST, request_id)
         try:
-            state: Request | None = None
             while True:
                 try:
                     state = await request.state()
@@ -436,17 +436,17 @@ class HostFactory:
                     await request.execute(CheckDeadline(self.clock()))
                     if (await request.state()).settled:
                         continue
-                except RuntimeFault as trouble:
-                    # The journal or an aggregate failed this step; every step is
-                    # idempotent (command ids), so the next pass simply does it again.
+                except (RuntimeFault, ProviderError, trio.TooSlowError) as trouble:
+                    # The journal, an aggregate or the cloud failed this step; every
+                    # step is idempotent, so the next pass simply does it again.
                     log.warning("request %s: will try again: %s", request_id, trouble)
+                    await trio.sleep(self.settings.poll_interval)
+                    continue
                 await trio.sleep(self._pause(state))
         finally:
             self._driving.discard(request_id)
 
-    def _pause(self, state: Request | None) -> float:
-        if state is None:  # it could not even be read: try again after the usual pause
-            return self.settings.poll_interval
+    def _pause(self, state: Request) -> float:
         left = state.deadline - self.clock()
         return max(0.0, min(self.settings.poll_interval, left if math.isfinite(left) else math.inf))
 
@@ -487,6 +487,11 @@ class HostFactory:
 
     async def _settle_capacity(self, state: Request) -> None:
         if state.kind == "acquire":
+            # Machines still booting when the request gave up (a timeout) were never
+            # delivered, so Host Factory will never return them: hostsmith does.
+            undelivered = [m.machine_id for m in state.machines.values() if m.state == "pending"]
+            if undelivered:
+                await self.gateway.terminate(undelivered)
             running = sum(1 for m in state.machines.values() if m.state == "running")
             await self._release(state.request_id, state.template_id, state.count - running)
             return

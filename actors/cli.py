@@ -49,6 +49,7 @@ from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
 from hostsmith.actors._provider import ProviderError
 from hostsmith.actors._service import HostFactoryError
 from hostsmith.actors._simulation import repro_command, run_seeds
+from hostsmith.actors._soak import soak as run_soak
 from hostsmith.actors._templates import TemplateError, load_templates
 from hostsmith.runtime import RuntimeFault, StoredEvent
 from hostsmith.stores import (
@@ -607,6 +608,40 @@ def simulate(
         fail(f"{len(failed)} of {len(chosen)} seeds failed: {failed[:20]}")
     if not as_json:
         console.print(f"{len(chosen)} seeds clean", highlight=False)
+
+
+@app.command()
+def soak(
+    hours: Annotated[int, typer.Option(help="Simulated hours to run.")] = 24,
+    hosts: Annotated[int, typer.Option(help="Hosts kept in play, with churn.")] = 1000,
+    clients: Annotated[int, typer.Option(help="Simulated Host Factories sharing them.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seeds the workload's random choices.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Soak on virtual time: hours of Host Factory traffic in minutes, memory sampled hourly.
+
+    Runs the service in process over a temporary SQLite file and the sim cloud.
+    Memory should stay flat: idle aggregates passivate and settled requests leave
+    the projections after an hour.
+    """
+    positive("hours", hours)
+    positive("hosts", hosts)
+    positive("clients", clients)
+    for logger in ("hostsmith", "stamina"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="hostsmith-soak-") as workdir:
+        report = run_soak(
+            pathlib.Path(workdir), hours=hours, hosts=hosts, clients=clients, seed=seed
+        )
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        return
+    table([msgspec.structs.asdict(sample) for sample in report.samples], False, "")
+    console.print(
+        f"{report.cycles} cycles, {report.calls} calls ({report.failed_calls} failed), "
+        f"{report.passivated} aggregates passivated",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -10,7 +10,8 @@ Why it is built this way:
   the journal gathered share one fsync. WAL mode lets readers carry on while
   it commits. `synchronous=FULL` (the default) makes a commit survive power
   loss; `?synchronous=normal` trades that for speed and still survives a
-  killed process.
+  killed process. `?worker=inline` runs the queries on the trio thread
+  instead, for runs on virtual time (see `_worker.InlineWorker`).
 - The unique key `(stream, version)` is the concurrency guard, and
   `event_id` is unique. The table itself is keyed by position (the rowid),
   so it grows only at its end: a batch over a thousand streams then dirties
@@ -58,7 +59,7 @@ from hostsmith.runtime import (
     StoredEvent,
     StoreOpenError,
 )
-from hostsmith.stores._worker import WorkerThread
+from hostsmith.stores._worker import InlineWorker, WorkerThread
 
 T = TypeVar("T")
 
@@ -112,7 +113,9 @@ Row = tuple[str, int, int, str, str, bytes, int, str, str, float]
 
 
 class SQLiteStore:
-    def __init__(self, connection: sqlite3.Connection, path: Path, worker: WorkerThread) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, worker: WorkerThread | InlineWorker
+    ) -> None:
         self.path = path
         self.transactions = 0
         self._db = connection
@@ -481,13 +484,20 @@ def _check_owner(db: sqlite3.Connection, path: Path) -> None:
 async def open_sqlite_store(url: SplitResult) -> AsyncIterator[SQLiteStore]:
     path = sqlite_path(url)
     options = {key: values[-1] for key, values in parse_qs(url.query).items()}
-    unknown = set(options) - {"synchronous"}
+    unknown = set(options) - {"synchronous", "worker"}
     if unknown:
         raise StoreOpenError(
             f"unknown option {sorted(unknown)[0]!r} in SQLite store URL {url.geturl()!r} "
-            "(known: synchronous)"
+            "(known: synchronous, worker)"
         )
-    worker = WorkerThread(f"hostsmith-sqlite {path.name}")
+    kind = options.get("worker", "thread")
+    if kind not in ("thread", "inline"):
+        raise StoreOpenError(
+            f"worker={kind!r} in SQLite store URL {url.geturl()!r} is not one of: thread, "
+            "inline (inline runs queries on the trio thread, for runs on virtual time)"
+        )
+    name = f"hostsmith-sqlite {path.name}"
+    worker = InlineWorker(name) if kind == "inline" else WorkerThread(name)
     try:
         connection = await worker.run(
             lambda: connect(path, synchronous=options.get("synchronous", "full"))

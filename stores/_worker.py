@@ -15,6 +15,12 @@ thread only. `run` queues the job and parks the caller; the thread hands
 the result back through the trio token. The wait is not cancellable,
 exactly like `to_thread.run_sync`'s default: work that has started in a
 thread cannot be interrupted, and the caller must learn its outcome.
+
+`InlineWorker` has the same two calls but runs each job on the trio thread
+itself. A daemon never wants that; a run on virtual time does: trio's
+`MockClock` jumps ahead whenever every task is waiting, and a task waiting
+on another thread counts as waiting, so the clock would run ahead of every
+write. The soak test and `hostsmith soak` use it (`?worker=inline`).
 """
 
 from __future__ import annotations
@@ -64,6 +70,25 @@ class WorkerThread:
             function, args, task = job
             result = outcome.capture(function, *args)
             self._token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+
+class InlineWorker:
+    """A `WorkerThread` stand-in that runs each job on the trio thread, in order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stopped = False
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        if self._stopped:
+            raise RuntimeError("the worker is stopped")
+        await trio.lowlevel.checkpoint()
+        return function(*args)
+
+    async def stop(self, last: Callable[[], object] | None = None) -> None:
+        if not self._stopped and last is not None:
+            await self.run(last)
+        self._stopped = True
 
 
 def _refuse(_: object) -> trio.lowlevel.Abort:

@@ -1,0 +1,221 @@
+"""Soak on virtual time: a day of Host Factory traffic over a thousand hosts, in minutes.
+
+`soak()` runs the service in process, over a real SQLite file and the sim
+cloud, on trio's `MockClock`. `clients` simulated Host Factories keep
+`hosts` machines in play between them, with churn: each asks for a batch,
+polls getRequestStatus until it is done, holds the machines for a random
+while (asking getReturnRequests about them as Host Factory does), returns
+them, polls the return, and starts again. Every simulated hour the soak
+samples memory: the process's resident set, Python's allocated blocks and
+live objects, the resident aggregates, and the requests the projections
+hold.
+
+Memory stays flat when passivation (idle aggregates leave memory) and the
+projections' retention (settled requests are forgotten after an hour) both
+work: what is in memory then follows the hosts in play, not the history.
+
+Why these choices: the store is SQLite with `worker=inline`, so the virtual
+clock cannot run ahead of a write (see stores/_worker.py), and the history
+lives on disk, as it does in the daemon; an in-memory store would itself
+grow with the history and hide what the service holds. Random choices come
+from `random.Random(seed)`, so a run is repeatable in its workload.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import pathlib
+import random
+import sys
+from typing import Any
+
+import msgspec
+import trio
+import trio.testing
+
+from hostsmith.actors._app import Application, open_service
+from hostsmith.actors._config import Config, Requests
+from hostsmith.actors._loadtest_counter import resident_set_bytes
+from hostsmith.actors._loadtest_hostfactory import CallFailed, HostFactoryCall, calls_into
+from hostsmith.actors._sim import SimProvider, SimSettings
+from hostsmith.actors._templates import load_templates
+from hostsmith.stores import open_store
+
+EPOCH = 1_767_225_600.0
+HOUR = 3600.0
+
+
+class HourSample(msgspec.Struct, kw_only=True):
+    hour: int
+    rss_mb: float
+    allocated_blocks: int
+    live_objects: int
+    resident_aggregates: int
+    requests_in_projection: int
+    hosts_held: int
+    cycles: int
+
+
+class SoakReport(msgspec.Struct, kw_only=True):
+    hours: int
+    hosts: int
+    clients: int
+    cycles: int
+    calls: int
+    failed_calls: int
+    passivated: int
+    samples: list[HourSample]
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failed = 0
+        self.cycles = 0
+        self.held = 0
+
+
+def soak(
+    workdir: pathlib.Path,
+    *,
+    hours: int = 24,
+    hosts: int = 1000,
+    clients: int = 50,
+    seed: int = 0,
+    hold: tuple[float, float] = (1800.0, 5400.0),
+) -> SoakReport:
+    """Run the soak to its end (synchronously: it owns its trio run and clock)."""
+    workdir = workdir.absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    return trio.run(_soak, workdir, hours, hosts, clients, seed, hold, clock=clock)
+
+
+def _epoch() -> float:
+    return EPOCH + trio.current_time()
+
+
+async def _soak(
+    workdir: pathlib.Path,
+    hours: int,
+    hosts: int,
+    clients: int,
+    seed: int,
+    hold: tuple[float, float],
+) -> SoakReport:
+    config = Config(
+        data_dir=str(workdir),
+        requests=Requests(timeout=1800.0, poll_interval=10.0, retention=HOUR),
+    )
+    templates = load_templates(config.templates_path)
+    template_id = max(templates.values(), key=lambda t: t.max_number).template_id
+    # the example templates are small: let this one hold every host in play
+    templates[template_id] = msgspec.structs.replace(templates[template_id], max_number=hosts * 2)
+    cloud = SimProvider(
+        workdir / "sim-cloud.db",
+        SimSettings(seed=seed, capacity=hosts * 2, boot_time=60.0, shutdown_time=30.0),
+        clock=_epoch,
+    )
+    tally, samples = _Tally(), []
+    per_client = max(1, math.ceil(hosts / clients))
+    try:
+        async with (
+            open_store(f"sqlite://{workdir}/events.db?worker=inline") as store,
+            open_service(
+                config, store, cloud, templates, clock=_epoch, rng=random.Random(seed)
+            ) as application,
+            trio.open_nursery() as nursery,
+        ):
+            call = _counted(calls_into(application.service), tally)
+            for n in range(clients):
+                draw = random.Random(f"{seed}/{n}")
+                nursery.start_soon(_host_factory, call, template_id, per_client, hold, draw, tally)
+            for hour in range(1, hours + 1):
+                await trio.sleep_until(hour * HOUR)
+                samples.append(_sample(hour, application, tally))
+            nursery.cancel_scope.cancel()
+            passivated = application.runtime.registry.passivated
+    finally:
+        cloud.close()
+    return SoakReport(
+        hours=hours,
+        hosts=per_client * clients,
+        clients=clients,
+        cycles=tally.cycles,
+        calls=tally.calls,
+        failed_calls=tally.failed,
+        passivated=passivated,
+        samples=samples,
+    )
+
+
+def _counted(call: HostFactoryCall, tally: _Tally) -> HostFactoryCall:
+    async def counted(command: str, payload: dict[str, Any]) -> dict[str, Any]:
+        tally.calls += 1
+        try:
+            return await call(command, payload)
+        except CallFailed:
+            tally.failed += 1
+            raise
+
+    return counted
+
+
+async def _until_settled(call: HostFactoryCall, request_id: str) -> dict[str, Any]:
+    while True:
+        answer = await call("getRequestStatus", {"requests": [{"requestId": request_id}]})
+        entry: dict[str, Any] = answer["requests"][0]
+        if entry["status"] != "running":
+            return entry
+        await trio.sleep(30)
+
+
+async def _host_factory(
+    call: HostFactoryCall,
+    template_id: str,
+    machines: int,
+    hold: tuple[float, float],
+    draw: random.Random,
+    tally: _Tally,
+) -> None:
+    """One Host Factory: keep `machines` hosts in play, churning them."""
+    await trio.sleep(draw.uniform(0, 300))  # they do not all start at once
+    while True:
+        try:
+            asked = await call(
+                "requestMachines",
+                {"template": {"templateId": template_id, "machineCount": machines}},
+            )
+            entry = await _until_settled(call, asked["requestId"])
+            held = [
+                {"name": m["name"], "machineId": m["machineId"]}
+                for m in entry["machines"]
+                if m["result"] == "succeed"
+            ]
+            tally.held += len(held)
+            if held:
+                release_at = trio.current_time() + draw.uniform(*hold)
+                while trio.current_time() < release_at:
+                    await call("getReturnRequests", {"machines": held})
+                    await trio.sleep(60)
+                returned = await call("requestReturnMachines", {"machines": held})
+                tally.held -= len(held)
+                await _until_settled(call, returned["requestId"])
+            tally.cycles += 1
+        except CallFailed:
+            await trio.sleep(60)
+
+
+def _sample(hour: int, application: Application, tally: _Tally) -> HourSample:
+    gc.collect()
+    return HourSample(
+        hour=hour,
+        rss_mb=round(resident_set_bytes() / 2**20, 1),
+        allocated_blocks=sys.getallocatedblocks(),
+        live_objects=len(gc.get_objects()),
+        resident_aggregates=application.runtime.registry.resident,
+        requests_in_projection=len(application.service.requests),
+        hosts_held=tally.held,
+        cycles=tally.cycles,
+    )

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import random
-import sqlite3
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +42,13 @@ from trio._core import _run as trio_scheduler  # the scheduler's seeded mode (se
 
 from hostsmith.actors._app import Application, open_service
 from hostsmith.actors._config import Config, Gateway, Requests, Sim
+from hostsmith.actors._invariants import (
+    check_acknowledged,
+    check_cloud,
+    check_log,
+    fingerprint_parts,
+    read_everything,
+)
 from hostsmith.actors._loadtest_hostfactory import (
     CallFailed,
     HostFactoryCall,
@@ -50,7 +56,6 @@ from hostsmith.actors._loadtest_hostfactory import (
     calls_into,
     host_factory_client,
 )
-from hostsmith.actors._requests import REQUEST, MachinesLaunched
 from hostsmith.actors._sim import SimProvider, SimSettings
 from hostsmith.actors._templates import CAPACITY, load_templates
 from hostsmith.runtime import StoredEvent
@@ -198,7 +203,7 @@ async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -
         violations.append("crashed:\n" + traceback.format_exc())
     finally:
         cloud.close()
-    events = await _read_everything(log)
+    events = await read_everything(log)
     return Outcome(
         seed=seed,
         fingerprint=_fingerprint(events),
@@ -250,85 +255,21 @@ async def _return_leftovers(application: Application, call: HostFactoryCall) -> 
 async def _check(
     application: Application, recorder: Recorder, cloud: SimProvider, log: MemoryStore
 ) -> list[str]:
-    found: list[str] = []
-    runtime = application.runtime
-    for request_id in recorder.acknowledged:
-        state = await runtime.get(REQUEST, request_id).state()
-        if state.kind is None:
-            found.append(f"acknowledged {request_id} is unknown")
-        elif not state.settled:
-            found.append(f"acknowledged {request_id} never finished ({state.status})")
-    events = await _read_everything(log)
-    found += _check_log(events)
-    found += _check_cloud(cloud.path, events, _epoch())
+    events = await read_everything(log)
+    found = check_acknowledged(events, recorder.acknowledged, settled=True)
+    found += check_log(events)
+    found += check_cloud(cloud.path, events, now=_epoch(), all_gone=True)
     for template_id in application.service.templates:
-        capacity = await runtime.get(CAPACITY, template_id).state()
+        capacity = await application.runtime.get(CAPACITY, template_id).state()
         if capacity.reserved:
             found.append(f"capacity of {template_id} still reserved: {capacity.reserved}")
     return found
 
 
-def _check_log(events: list[StoredEvent]) -> list[str]:
-    found = []
-    last: dict[str, int] = {}
-    seen_ids: set[str] = set()
-    for event in events:
-        expected = last.get(event.stream, 0) + 1
-        if event.version != expected:
-            found.append(f"{event.stream}: version {event.version} where {expected} was due")
-        last[event.stream] = event.version
-        if event.event_id in seen_ids:
-            found.append(f"event id {event.event_id} written twice")
-        seen_ids.add(event.event_id)
-    return found
-
-
-def _check_cloud(cloud_path: pathlib.Path, events: list[StoredEvent], now: float) -> list[str]:
-    """No machine provisioned twice; every machine gone (terminated, or reclaimed if spot)."""
-    found = []
-    owner: dict[str, str] = {}
-    decode = REQUEST.events.decode
-    for event in events:
-        if event.type != "MachinesLaunched":
-            continue
-        launched = decode(event.type, event.schema_version, event.data)
-        assert isinstance(launched, MachinesLaunched)
-        for machine in launched.machines:
-            first = owner.setdefault(machine.machine_id, event.stream)
-            if first != event.stream:
-                found.append(f"machine {machine.machine_id} launched by {first} and {event.stream}")
-    counts = {
-        event.stream.removeprefix("request-"): msgspec.json.decode(event.data).get("count", 0)
-        for event in events
-        if event.type == "AcquireOpened"
-    }
-    with sqlite3.connect(cloud_path) as db:
-        rows = db.execute(
-            "SELECT token, count(*), "
-            "sum(terminate_at IS NULL AND (reclaim_at IS NULL OR reclaim_at > ?)) "
-            "FROM instances GROUP BY token",
-            (now,),
-        ).fetchall()
-    for token, launched_count, alive in rows:
-        if launched_count > counts.get(token, 0):
-            found.append(f"{token}: {launched_count} machines for {counts.get(token, 0)} asked")
-        if alive:
-            found.append(f"{token}: {alive} machines never terminated")
-    return found
-
-
-async def _read_everything(log: MemoryStore) -> list[StoredEvent]:
-    events: list[StoredEvent] = []
-    while batch := await log.read_all(events[-1].position if events else 0, 10_000):
-        events += batch
-    return events
-
-
 def _fingerprint(events: list[StoredEvent]) -> str:
     digest = hashlib.sha256()
     for event in events:
-        digest.update(msgspec.json.encode((event.stream, event.version, event.type)))
-        digest.update(event.data)
+        digest.update(fingerprint_parts(event))
     return digest.hexdigest()[:16]
 
 

@@ -13,7 +13,8 @@ import pathlib
 
 import pytest
 
-from hostsmith.actors._simulation import _check_log, repro_command, run_seeds, simulate
+from hostsmith.actors._invariants import check_log
+from hostsmith.actors._simulation import repro_command, run_seeds, simulate
 from hostsmith.runtime import StoredEvent
 from tests.daemon import hostsmith
 
@@ -59,5 +60,5 @@ def test_the_log_check_catches_a_gap_and_a_repeated_event_id() -> None:
     def event(stream: str, version: int, event_id: str) -> StoredEvent:
         return StoredEvent(stream, version, 0, event_id, "Opened", b"{}")
 
-    found = _check_log([event("a", 1, "x"), event("a", 3, "y"), event("b", 1, "x")])
+    found = check_log([event("a", 1, "x"), event("a", 3, "y"), event("b", 1, "x")])
     assert found == ["a: version 3 where 2 was due", "event id x written twice"]

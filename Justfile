@@ -45,6 +45,17 @@ bench: setup
     {{python}} ../shared/bench/peer_eventsourcing.py --aggregates 1000 --commands 20000 --dir .hostsmith/bench
     {{hostsmith}} loadtest --workload resident-memory --store sqlite://./.hostsmith/bench/memory.db --aggregates 100000 --json
 
+# The crash suite: the real daemon under load, SIGKILLed at seeded moments, checked after each kill
+crash *ARGS: setup
+    {{hostsmith}} crash --kills 50 {{ARGS}}
+
+# Deterministic simulation over many seeds, and the soak on virtual time
+simulate *ARGS: setup
+    {{hostsmith}} simulate --seeds 1000 {{ARGS}}
+
+soak *ARGS: setup
+    {{hostsmith}} soak {{ARGS}}
+
 # Remove the virtualenv, caches and local data
 clean:
     rm -rf {{venv}} .hostsmith .pytest_cache .mypy_cache .ruff_cache *.egg-info

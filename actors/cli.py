@@ -38,6 +38,7 @@ from rich.table import Table
 from hostsmith.actors._app import Application, open_application
 from hostsmith.actors._aws_api import redact
 from hostsmith.actors._config import Config, ConfigError, describe, load_config
+from hostsmith.actors._crash import crash_suite, prepare as prepare_crash
 from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_appends import run_appends
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
@@ -642,6 +643,52 @@ def soak(
         f"{report.passivated} aggregates passivated",
         highlight=False,
     )
+
+
+@app.command()
+def crash(
+    kills: Annotated[int, typer.Option(help="How many times to SIGKILL the daemon.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seeds the moments of the kills.")] = 0,
+    clients: Annotated[int, typer.Option(help="Host Factory clients driving the load.")] = 8,
+    machines: Annotated[int, typer.Option(help="Machines per request.")] = 2,
+    workdir: Annotated[
+        pathlib.Path | None,
+        typer.Option(help="Keep the daemon's files (store, cloud, log) here; default a temp dir."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """The crash suite: the real daemon under load, killed with SIGKILL at seeded moments.
+
+    After every kill the store is opened and checked: every acknowledged request
+    is in the log, versions are contiguous, event ids unique, and no sim machine
+    was provisioned twice. At the end every acknowledged request must finish.
+    """
+    positive("kills", kills)
+    positive("clients", clients)
+    positive("machines", machines)
+    with tempfile.TemporaryDirectory(prefix="hostsmith-crash-") as scratch:
+        config = prepare_crash(workdir or pathlib.Path(scratch))
+
+        def progress(line: str) -> None:
+            errors.print(line, highlight=False)
+
+        try:
+            report = trio.run(
+                functools.partial(
+                    crash_suite,
+                    config,
+                    kills=kills,
+                    seed=seed,
+                    clients=clients,
+                    machines=machines,
+                    report_progress=progress,
+                )
+            )
+        except RuntimeError as error:
+            fail(str(error))
+    show(report, as_json)
+    if not report.clean:
+        fail(f"{len(report.violations)} problems: " + "; ".join(report.violations[:5]))
 
 
 @app.command()

@@ -1,12 +1,23 @@
 """The `hostfactory` workload: simulated Host Factory clients running HF's real cycle.
 
-Each of K clients repeats Host Factory's cycle for a number of cycles:
-request machines; poll getRequestStatus, as Host Factory does, until the
-request is no longer running; return the machines; poll the return request
-the same way; then ask getReturnRequests. Every call is timed into an
-HDR histogram per command (hdrhistogram, microsecond resolution, three
-significant digits), so percentiles stay exact to 0.1% whatever the spread,
-and every failure is counted by kind.
+Each of K clients is an actor on hostsmith's own runtime, with a bounded
+mailbox. A message asks it for one cycle of Host Factory's: request
+machines; poll getRequestStatus, as Host Factory does, until the request is
+no longer running; return the machines; poll the return request the same
+way; then ask getReturnRequests. Every call is timed into an HDR histogram
+per command (hdrhistogram, microsecond resolution, three significant
+digits), so percentiles stay exact to 0.1% whatever the spread, and every
+failure is counted by kind. Each call is also kept on a timeline for the
+`--report` plots.
+
+Two ways to offer load:
+- closed loop (the default): each client starts its next cycle when the
+  last one ends, for `--cycles` cycles or `--duration` seconds;
+- open loop (`--rate R`): a pacer sends a cycle to the clients, round robin,
+  every 1/R seconds whatever happens to earlier cycles. A cycle's first call
+  and the cycle itself are timed from the moment it *should* have started,
+  so time spent queued behind slow work counts as latency (no coordinated
+  omission), and a system that cannot keep up shows it.
 
 It talks to hostsmith one of two ways, through the same `HostFactoryCall`:
 in process (`--in-process`: the application built from the config, called
@@ -17,7 +28,8 @@ at; the tests point it at 127.0.0.1.
 
 from __future__ import annotations
 
-import time
+import functools
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +43,8 @@ from hostsmith.actors._app import open_application
 from hostsmith.actors._config import Config
 from hostsmith.actors._protocol import COMMANDS, answer
 from hostsmith.actors._service import HostFactory, HostFactoryError
+from hostsmith.runtime import ActorRef, Envelope, open_runtime
+from hostsmith.stores import open_store
 
 HostFactoryCall = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """(command, payload) -> the answer; raises `CallFailed` when the call fails."""
@@ -56,30 +70,59 @@ class CallFigures(msgspec.Struct, kw_only=True):
 class HostFactoryReport(msgspec.Struct, kw_only=True):
     workload: str = "hostfactory"
     target: str
+    mode: str
+    """closed (each client waits for its last cycle) or open (cycles offered at `rate`)."""
+    rate: float | None
     clients: int
     cycles: int
     machines_per_request: int
     elapsed_s: float
     cycles_per_s: float
+    cycle: CallFigures | None
+    """Whole cycles, timed from when each should have started."""
     calls: dict[str, CallFigures]
     errors: dict[str, int]
 
 
+_TIMELINE_LIMIT = 2_000_000
+
+
+def _histogram() -> HdrHistogram:
+    return HdrHistogram(_LOWEST_US, _HIGHEST_US, 3)
+
+
+def _micros(seconds: float) -> int:
+    return min(_HIGHEST_US, max(_LOWEST_US, round(seconds * 1e6)))
+
+
 class Recorder:
-    """Per-command latency histograms and error counts, shared by every client."""
+    """Per-command latency histograms, a timeline and error counts, shared by every client.
+
+    Time is trio's clock: the monotonic clock in a real run, virtual time in
+    a simulation (where a call's latency is then its simulated latency).
+    """
 
     def __init__(self) -> None:
-        self.histograms = {
-            command: HdrHistogram(_LOWEST_US, _HIGHEST_US, 3) for command in COMMANDS
-        }
+        self.histograms = {command: _histogram() for command in COMMANDS}
+        self.cycle_histogram = _histogram()
         self.errors: dict[str, int] = {}
         self.errors_by_command: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         self.cycles = 0
         self.acknowledged: list[str] = []
         """Every request id hostsmith answered with, acquire and return alike."""
+        self.began = trio.current_time()
+        self.timeline: list[tuple[float, str, float]] = []
+        """(seconds since `began`, command, milliseconds) for each call, up to a limit."""
 
-    async def timed(self, call: HostFactoryCall, command: str, payload: dict[str, Any]) -> Any:
-        began = time.perf_counter()
+    async def timed(
+        self,
+        call: HostFactoryCall,
+        command: str,
+        payload: dict[str, Any],
+        since: float | None = None,
+    ) -> Any:
+        """Make the call and record it; `since` backdates its start (open loop)."""
+        began = trio.current_time() if since is None else since
         try:
             return await call(command, payload)
         except CallFailed as failure:
@@ -87,22 +130,32 @@ class Recorder:
             self.errors_by_command[command] += 1
             raise
         finally:
-            elapsed_us = max(_LOWEST_US, round((time.perf_counter() - began) * 1e6))
-            self.histograms[command].record_value(min(elapsed_us, _HIGHEST_US))
+            ended = trio.current_time()
+            self.histograms[command].record_value(_micros(ended - began))
+            if len(self.timeline) < _TIMELINE_LIMIT:
+                self.timeline.append((ended - self.began, command, (ended - began) * 1000))
+
+    def cycle_done(self, began: float) -> None:
+        self.cycles += 1
+        self.cycle_histogram.record_value(_micros(trio.current_time() - began))
 
     def figures(self) -> dict[str, CallFigures]:
         return {
-            command: CallFigures(
-                calls=histogram.get_total_count(),
-                errors=self.errors_by_command[command],
-                p50_ms=histogram.get_value_at_percentile(50) / 1000,
-                p90_ms=histogram.get_value_at_percentile(90) / 1000,
-                p99_ms=histogram.get_value_at_percentile(99) / 1000,
-                max_ms=histogram.get_max_value() / 1000,
-            )
+            command: _figures(histogram, self.errors_by_command[command])
             for command, histogram in self.histograms.items()
             if histogram.get_total_count()
         }
+
+
+def _figures(histogram: HdrHistogram, errors: int = 0) -> CallFigures:
+    return CallFigures(
+        calls=histogram.get_total_count(),
+        errors=errors,
+        p50_ms=histogram.get_value_at_percentile(50) / 1000,
+        p90_ms=histogram.get_value_at_percentile(90) / 1000,
+        p99_ms=histogram.get_value_at_percentile(99) / 1000,
+        max_ms=histogram.get_max_value() / 1000,
+    )
 
 
 async def _poll(
@@ -119,6 +172,42 @@ async def _poll(
     raise CallFailed("poll-limit", f"request {request_id} still running after {limit} polls")
 
 
+class CycleShape(msgspec.Struct, frozen=True, kw_only=True):
+    template_id: str
+    machines: int
+    poll_interval: float
+    poll_limit: int = 600
+
+
+async def one_cycle(
+    recorder: Recorder, call: HostFactoryCall, shape: CycleShape, since: float | None = None
+) -> None:
+    """Request, poll, return, poll, check returns; a failed call ends the cycle (counted)."""
+    began = trio.current_time() if since is None else since
+    try:
+        asked = await recorder.timed(
+            call,
+            "requestMachines",
+            {"template": {"templateId": shape.template_id, "machineCount": shape.machines}},
+            since=since,
+        )
+        recorder.acknowledged.append(asked["requestId"])
+        entry = await _poll(
+            recorder, call, asked["requestId"], shape.poll_interval, shape.poll_limit
+        )
+        held = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
+        if held:
+            returned = await recorder.timed(call, "requestReturnMachines", {"machines": held})
+            recorder.acknowledged.append(returned["requestId"])
+            await _poll(
+                recorder, call, returned["requestId"], shape.poll_interval, shape.poll_limit
+            )
+            await recorder.timed(call, "getReturnRequests", {"machines": held})
+        recorder.cycle_done(began)
+    except CallFailed:
+        await trio.sleep(shape.poll_interval)  # counted; the client carries on, as HF would
+
+
 async def host_factory_client(
     recorder: Recorder,
     call: HostFactoryCall,
@@ -129,25 +218,38 @@ async def host_factory_client(
     poll_interval: float,
     poll_limit: int = 600,
 ) -> None:
-    """One simulated Host Factory: `cycles` times request, poll, return, poll, check returns."""
+    """One simulated Host Factory as a plain task: `cycles` cycles, one after another."""
+    shape = CycleShape(
+        template_id=template_id,
+        machines=machines,
+        poll_interval=poll_interval,
+        poll_limit=poll_limit,
+    )
     for _ in range(cycles):
-        try:
-            asked = await recorder.timed(
-                call,
-                "requestMachines",
-                {"template": {"templateId": template_id, "machineCount": machines}},
-            )
-            recorder.acknowledged.append(asked["requestId"])
-            entry = await _poll(recorder, call, asked["requestId"], poll_interval, poll_limit)
-            held = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
-            if held:
-                returned = await recorder.timed(call, "requestReturnMachines", {"machines": held})
-                recorder.acknowledged.append(returned["requestId"])
-                await _poll(recorder, call, returned["requestId"], poll_interval, poll_limit)
-                await recorder.timed(call, "getReturnRequests", {"machines": held})
-            recorder.cycles += 1
-        except CallFailed:
-            await trio.sleep(poll_interval)  # counted; the client carries on, as HF would
+        await one_cycle(recorder, call, shape)
+
+
+class Cycle(msgspec.Struct, frozen=True):
+    since: float | None = None
+    """When the cycle should have started (open loop); None: when it is received."""
+
+
+class Drain(msgspec.Struct, frozen=True):
+    """Answered once every cycle queued before it is done."""
+
+
+class ClientActor:
+    """One simulated Host Factory: runs a cycle per `Cycle` message, in order."""
+
+    def __init__(self, recorder: Recorder, call: HostFactoryCall, shape: CycleShape) -> None:
+        self.recorder, self.call, self.shape = recorder, call, shape
+
+    async def on_start(self) -> None:
+        pass
+
+    async def receive(self, envelope: Envelope) -> None:
+        if isinstance(envelope.payload, Cycle):
+            await one_cycle(self.recorder, self.call, self.shape, envelope.payload.since)
 
 
 def calls_into(service: HostFactory) -> HostFactoryCall:
@@ -193,42 +295,111 @@ async def over_http(url: str, token: str = "") -> AsyncIterator[HostFactoryCall]
         yield call
 
 
+class Offer(msgspec.Struct, frozen=True, kw_only=True):
+    """How much load: per-client cycles or a duration, closed loop or at a fixed rate."""
+
+    clients: int
+    cycles: int = 5
+    """Cycles per client (closed loop), or cycles in all / clients (open loop)."""
+    duration: float | None = None
+    """Seconds to offer load for, instead of a number of cycles."""
+    rate: float | None = None
+    """Cycles per second to start (open loop); None for closed loop."""
+
+
+Tick = Callable[[Recorder, float], None]
+
+_ASK_LIMIT = 24 * 3600.0  # a cycle is bounded by its polls; this only guards the harness
+
+
 async def run_hostfactory(
     config: Config,
     *,
     target: str,
-    clients: int,
-    cycles: int,
-    machines: int,
-    template_id: str,
-    poll_interval: float,
+    offer: Offer,
+    shape: CycleShape,
+    on_tick: Tick | None = None,
+    recorder: Recorder | None = None,
 ) -> HostFactoryReport:
-    recorder = Recorder()
     connect = (
         in_process(config) if target == "in-process" else over_http(target, config.server.token)
     )
-    async with connect as call:
-        began = time.perf_counter()
+    async with (
+        connect as call,
+        open_store("memory://") as nowhere,
+        open_runtime(nowhere, kinds=[]) as runtime,  # the client actors' runtime
+    ):
+        recorder = recorder or Recorder()
+        recorder.began = trio.current_time()
+        # room for every cycle a client is offered (a full mailbox would hold the
+        # pacer back; the cycles' start times would still count the wait)
+        room = offer.cycles if offer.duration is None else 1024
+        clients = [
+            await runtime.spawn(
+                f"hf-client-{n}",
+                functools.partial(ClientActor, recorder, call, shape),
+                mailbox_capacity=max(64, room),
+            )
+            for n in range(offer.clients)
+        ]
         async with trio.open_nursery() as nursery:
-            for _ in range(clients):
-                nursery.start_soon(
-                    lambda: host_factory_client(
-                        recorder,
-                        call,
-                        template_id=template_id,
-                        machines=machines,
-                        cycles=cycles,
-                        poll_interval=poll_interval,
-                    )
-                )
-        elapsed = time.perf_counter() - began
+            if on_tick is not None:
+                nursery.start_soon(_ticking, on_tick, recorder)
+            if offer.rate is None:
+                async with trio.open_nursery() as feeders:
+                    for client in clients:
+                        feeders.start_soon(_closed_loop, client, offer)
+            else:
+                await _open_loop(clients, offer)
+            for client in clients:
+                await client.ask(Drain(), timeout=_ASK_LIMIT)
+            nursery.cancel_scope.cancel()
+        elapsed = trio.current_time() - recorder.began
+        if on_tick is not None:
+            on_tick(recorder, elapsed)
+    cycle = recorder.cycle_histogram
     return HostFactoryReport(
         target=target,
-        clients=clients,
+        mode="closed" if offer.rate is None else "open",
+        rate=offer.rate,
+        clients=offer.clients,
         cycles=recorder.cycles,
-        machines_per_request=machines,
+        machines_per_request=shape.machines,
         elapsed_s=round(elapsed, 3),
         cycles_per_s=round(recorder.cycles / elapsed, 2),
+        cycle=_figures(cycle) if cycle.get_total_count() else None,
         calls=recorder.figures(),
         errors=recorder.errors,
     )
+
+
+async def _closed_loop(client: ActorRef, offer: Offer) -> None:
+    if offer.duration is None:
+        for _ in range(offer.cycles):
+            await client.ask(Cycle(), timeout=_ASK_LIMIT)
+        return
+    with trio.move_on_after(offer.duration):
+        while True:
+            await client.ask(Cycle(), timeout=_ASK_LIMIT)
+
+
+async def _open_loop(clients: list[ActorRef], offer: Offer) -> None:
+    """Offer a cycle every 1/rate seconds, round robin, on schedule whatever the answers."""
+    assert offer.rate is not None
+    start = trio.current_time()
+    total = math.inf if offer.duration is not None else offer.cycles * len(clients)
+    end = start + offer.duration if offer.duration is not None else math.inf
+    n = 0
+    while n < total:
+        due = start + n / offer.rate
+        if due >= end:
+            break
+        await trio.sleep_until(due)
+        await clients[n % len(clients)].tell(Cycle(since=due))
+        n += 1
+
+
+async def _ticking(on_tick: Tick, recorder: Recorder) -> None:
+    while True:
+        await trio.sleep(0.5)
+        on_tick(recorder, trio.current_time() - recorder.began)

@@ -8,6 +8,7 @@ naming the problem, with exit status 2; they never show a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import importlib.metadata
@@ -25,6 +26,7 @@ import msgspec
 import trio
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,8 +44,15 @@ from hostsmith.actors._crash import crash_suite, prepare as prepare_crash
 from hostsmith.actors._daemon import serve as serve_daemon
 from hostsmith.actors._loadtest_appends import run_appends
 from hostsmith.actors._loadtest_counter import CounterLoad, run_counter, run_resident_memory
-from hostsmith.actors._loadtest_hostfactory import run_hostfactory
+from hostsmith.actors._loadtest_hostfactory import (
+    CycleShape,
+    HostFactoryReport,
+    Offer,
+    Recorder,
+    run_hostfactory,
+)
 from hostsmith.actors._loadtest_replay import run_activation, run_replay
+from hostsmith.actors._loadtest_report import ReportError, check_report_path, write_report
 from hostsmith.actors._logging import configure_logging
 from hostsmith.actors._process import tune_process
 from hostsmith.actors._protocol import COMMANDS, RequestStatus, answer, decode
@@ -154,6 +163,27 @@ def loadtest(
         pathlib.Path | None,
         typer.Option("--config", "-c", help="hostfactory --in-process: the TOML config to run."),
     ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            help="hostfactory: open loop, starting this many cycles per second whatever the "
+            "answers (latency then counts from when each cycle was due)."
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="hostfactory: offer load for this many seconds instead of --cycles."),
+    ] = None,
+    report: Annotated[
+        pathlib.Path | None,
+        typer.Option(
+            help="hostfactory: also plot latency over time and its distribution "
+            "into FILE.html or FILE.png."
+        ),
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option(help="hostfactory: a live display of throughput, p50, p99, errors.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
@@ -161,28 +191,32 @@ def loadtest(
     tune_process()
     try:
         if workload is Workload.hostfactory:
-            if (target is None) == (not in_process):
-                fail("the hostfactory workload needs exactly one of --target URL or --in-process")
-            report: msgspec.Struct = trio.run(
-                functools.partial(
-                    run_hostfactory,
-                    configuration(config),
-                    target=target or "in-process",
+            result: msgspec.Struct = _hostfactory_load(
+                configuration(config),
+                target=target,
+                in_process=in_process,
+                offer=Offer(
                     clients=positive("concurrency", concurrency),
                     cycles=positive("cycles", cycles),
-                    machines=positive("machines", machines),
+                    duration=duration,
+                    rate=rate,
+                ),
+                shape=CycleShape(
                     template_id=template,
+                    machines=positive("machines", machines),
                     poll_interval=poll_interval,
-                )
+                ),
+                report=report,
+                progress=progress,
             )
         elif workload is Workload.resident_memory:
-            report = trio.run(run_resident_memory, store, aggregates)
+            result = trio.run(run_resident_memory, store, aggregates)
         elif workload is Workload.replay:
-            report = trio.run(run_replay, store, positive("events", events), aggregates)
+            result = trio.run(run_replay, store, positive("events", events), aggregates)
         elif workload is Workload.activation:
-            report = trio.run(run_activation, store, positive("events", events))
+            result = trio.run(run_activation, store, positive("events", events))
         elif workload is Workload.appends:
-            report = trio.run(
+            result = trio.run(
                 run_appends, store, positive("events", events), aggregates, positive("batch", batch)
             )
         else:
@@ -192,10 +226,76 @@ def loadtest(
                 commands=positive("commands", commands),
                 concurrency=positive("concurrency", concurrency),
             )
-            report = trio.run(run_counter, load)
+            result = trio.run(run_counter, load)
     except (RuntimeFault, ValueError, TemplateError, ProviderError, OSError) as fault:
         fail(str(fault))
-    show(report, as_json)
+    show(result, as_json)
+
+
+def _hostfactory_load(
+    config: Config,
+    *,
+    target: str | None,
+    in_process: bool,
+    offer: Offer,
+    shape: CycleShape,
+    report: pathlib.Path | None,
+    progress: bool,
+) -> HostFactoryReport:
+    if (target is None) == (not in_process):
+        fail("the hostfactory workload needs exactly one of --target URL or --in-process")
+    if offer.rate is not None and offer.rate <= 0:
+        fail(f"--rate must be above 0, not {offer.rate:g}")
+    if offer.duration is not None and offer.duration <= 0:
+        fail(f"--duration must be above 0, not {offer.duration:g}")
+    if report is not None:
+        try:
+            check_report_path(report)
+        except ReportError as error:
+            fail(str(error))
+    live = Live(console=errors, refresh_per_second=4) if progress and errors.is_terminal else None
+
+    def on_tick(recorder: Recorder, elapsed: float) -> None:
+        if live is not None:
+            live.update(progress_table(recorder, elapsed))
+
+    async def run() -> tuple[HostFactoryReport, Recorder]:
+        recorder = Recorder()
+        done = await run_hostfactory(
+            config,
+            target=target or "in-process",
+            offer=offer,
+            shape=shape,
+            on_tick=on_tick,
+            recorder=recorder,
+        )
+        return done, recorder
+
+    with live or contextlib.nullcontext():
+        outcome, recorder = trio.run(run)
+    if report is not None:
+        write_report(report, outcome, recorder)
+        errors.print(f"wrote {report}", highlight=False)
+    return outcome
+
+
+def progress_table(recorder: Recorder, elapsed: float) -> Table:
+    """The live display: throughput so far, and each call's p50, p99 and errors."""
+    errored = sum(recorder.errors.values())
+    shown = Table(
+        "call", "calls", "p50 ms", "p99 ms", "errors",
+        title=f"{elapsed:.1f} s: {recorder.cycles} cycles "
+        f"({recorder.cycles / max(elapsed, 1e-9):.1f}/s), {errored} errors",
+    )  # fmt: skip
+    for command, figures in recorder.figures().items():
+        shown.add_row(
+            command,
+            f"{figures.calls:,}",
+            f"{figures.p50_ms:.2f}",
+            f"{figures.p99_ms:.2f}",
+            str(figures.errors),
+        )
+    return shown
 
 
 ConfigOption = Annotated[
@@ -734,6 +834,9 @@ def show(report: msgspec.Struct, as_json: bool) -> None:
         return
     table = Table(show_header=False, box=None)
     per_call = fields.pop("calls", None)
+    if isinstance(per_call, dict) and fields.get("cycle") is not None:
+        per_call = per_call | {"whole cycle": fields["cycle"]}
+    fields.pop("cycle", None)
     for key, value in fields.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     console.print(table)

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any
 
 import pytest
+import trio
+from rich.console import Console
 
+from hostsmith.actors._loadtest_hostfactory import Recorder
+from hostsmith.actors.cli import progress_table
 from tests.daemon import Daemon, hostsmith, write_config
 
 CLIENTS, CYCLES = 3, 2
@@ -61,3 +66,59 @@ def test_the_workload_needs_one_target() -> None:
         result = hostsmith("loadtest", "--workload", "hostfactory", *where)
         assert result.returncode == 2
         assert "needs exactly one of --target URL or --in-process" in result.stderr
+
+
+@pytest.mark.slow
+def test_open_loop_offers_every_cycle_and_writes_reports(tmp_path: pathlib.Path) -> None:
+    config = str(write_config(tmp_path))
+    for report in (tmp_path / "report.html", tmp_path / "report.png"):
+        result = hostsmith(
+            "loadtest", "--workload", "hostfactory", "--in-process", "--config", config,
+            "--concurrency", "3", "--cycles", "2", "--rate", "20", "--poll-interval", "0.05",
+            "--report", str(report), "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outcome = json.loads(result.stdout)
+        assert (outcome["mode"], outcome["rate"], outcome["cycles"]) == ("open", 20.0, 6)
+        assert outcome["cycle"]["calls"] == 6
+        assert outcome["errors"] == {}
+        assert f"wrote {report}" in result.stderr
+    page = (tmp_path / "report.html").read_text()
+    for part in ("<svg", "latency over time", "latency distribution", "requestMachines"):
+        assert part in page
+    assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_report_must_be_html_or_png(tmp_path: pathlib.Path) -> None:
+    result = hostsmith(
+        "loadtest", "--workload", "hostfactory", "--in-process",
+        "--report", str(tmp_path / "report.txt"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "the file must end in .html or .png" in result.stderr
+    assert not (tmp_path / "report.txt").exists()
+
+
+def test_rate_and_duration_must_be_positive() -> None:
+    for option in ("--rate", "--duration"):
+        result = hostsmith("loadtest", "--workload", "hostfactory", "--in-process", option, "0")
+        assert result.returncode == 2
+        assert f"{option} must be above 0, not 0" in result.stderr
+
+
+async def test_the_live_display_shows_each_call(autojump_clock: trio.abc.Clock) -> None:
+    recorder = Recorder()
+
+    async def answering(command: str, payload: dict[str, Any]) -> dict[str, Any]:
+        await trio.sleep(0.25)
+        return {"requestId": "req-1"}
+
+    await recorder.timed(answering, "requestMachines", {})
+    screen = Console(record=True, width=100)
+    screen.print(progress_table(recorder, elapsed=2.0))
+    shown = screen.export_text()
+    assert "requestMachines" in shown
+    p99 = recorder.figures()["requestMachines"].p99_ms
+    assert 250 <= p99 < 251  # the one call took 0.25 s of virtual time (HDR: 3 digits)
+    assert f"{p99:.2f}" in shown
+    assert "2.0 s: 0 cycles" in shown

@@ -676,8 +676,11 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per seed.")] = False,
     verbose: Annotated[bool, typer.Option(help="Show the service's own log lines.")] = False,
 ) -> None:
-    """Deterministic simulation: the whole service on virtual time and the sim cloud,
-    under seeded journal faults, checked for lost, duplicated or stuck work.
+    """Deterministic simulation: the service on virtual time under seeded faults, checked.
+
+    Each seed runs the whole service in process on the sim cloud and a journal
+    that fails, conflicts, loses acknowledgements and dawdles, then checks for
+    lost, duplicated or stuck work.
 
     The same seed always gives the same trace (its fingerprint is printed). A
     failing seed prints the one-line command that replays it.

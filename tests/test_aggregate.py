@@ -152,7 +152,9 @@ async def test_a_persist_failure_leaves_state_unchanged_replays_and_reports(
 
         with pytest.raises(
             PersistFailed,
-            match=r"^could not persist events to 'account-a': OSError: injected write failure; nothing was applied$",
+            match=r"^could not persist events to 'account-a': OSError: injected write failure; "
+            r"the aggregate's state did not move, and sending the command again with the same "
+            r"command id is safe \(it is applied at most once\)$",
         ):
             await account.execute(Deposit(5))
 

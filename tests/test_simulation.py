@@ -37,7 +37,7 @@ def test_seeds_run_clean(chunk: int, tmp_path: pathlib.Path) -> None:
     # the seeds did meet trouble: faults were injected and calls failed
     assert sum(sum(o.injected.values()) for o in outcomes) > 0
     assert sum(o.acknowledged for o in outcomes) > 0
-    assert all(o.events > 0 for o in outcomes)
+    assert sum(o.events for o in outcomes) > 0
 
 
 def test_the_repro_command_replays_the_same_trace(tmp_path: pathlib.Path) -> None:

@@ -22,10 +22,20 @@ from hostsmith.actors._config import EXAMPLE_TEMPLATES
 from hostsmith.actors._templates import CAPACITY
 from hostsmith.stores import open_store
 from tests.conftest import prepare, url_for
-from tests.daemon import FAST_SIM, Daemon
+from tests.daemon import Daemon
 
 TEMPLATE = "OnDemand-Minimal-Template-VM"
 PER_DAEMON = 8
+# The ledger is what is under test, so the requests' drivers are kept quiet:
+# moto copies the whole table in every transaction, and a driver polling the
+# cloud ten times a second would crowd the ledger's writes out.
+QUIET_DRIVER = """
+[requests]
+poll_interval = 5.0
+[sim]
+latency = 0.005
+boot_time = 60.0
+"""
 
 
 def config_for(directory: pathlib.Path, data_dir: pathlib.Path, store: str) -> pathlib.Path:
@@ -37,7 +47,7 @@ def config_for(directory: pathlib.Path, data_dir: pathlib.Path, store: str) -> p
     templates.write_text(json.dumps(example))
     config = directory / "hostsmith.toml"
     config.write_text(
-        f'data_dir = "{data_dir}"\nstore = "{store}"\ntemplates = "{templates}"\n{FAST_SIM}'
+        f'data_dir = "{data_dir}"\nstore = "{store}"\ntemplates = "{templates}"\n{QUIET_DRIVER}'
     )
     return config
 

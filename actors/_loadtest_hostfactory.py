@@ -158,7 +158,7 @@ def _figures(histogram: HdrHistogram, errors: int = 0) -> CallFigures:
     )
 
 
-async def _poll(
+async def poll_status(
     recorder: Recorder, call: HostFactoryCall, request_id: str, interval: float, limit: int
 ) -> dict[str, Any]:
     for _ in range(limit):
@@ -192,14 +192,14 @@ async def one_cycle(
             since=since,
         )
         recorder.acknowledged.append(asked["requestId"])
-        entry = await _poll(
+        entry = await poll_status(
             recorder, call, asked["requestId"], shape.poll_interval, shape.poll_limit
         )
         held = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
         if held:
             returned = await recorder.timed(call, "requestReturnMachines", {"machines": held})
             recorder.acknowledged.append(returned["requestId"])
-            await _poll(
+            await poll_status(
                 recorder, call, returned["requestId"], shape.poll_interval, shape.poll_limit
             )
             await recorder.timed(call, "getReturnRequests", {"machines": held})
@@ -378,9 +378,10 @@ async def _closed_loop(client: ActorRef, offer: Offer) -> None:
         for _ in range(offer.cycles):
             await client.ask(Cycle(), timeout=_ASK_LIMIT)
         return
-    with trio.move_on_after(offer.duration):
-        while True:
-            await client.ask(Cycle(), timeout=_ASK_LIMIT)
+    # a cycle under way is finished, not cut off: its machines go back
+    stop_at = trio.current_time() + offer.duration
+    while trio.current_time() < stop_at:
+        await client.ask(Cycle(), timeout=_ASK_LIMIT)
 
 
 async def _open_loop(clients: list[ActorRef], offer: Offer) -> None:

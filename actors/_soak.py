@@ -28,7 +28,6 @@ import math
 import pathlib
 import random
 import sys
-from typing import Any
 
 import msgspec
 import trio
@@ -37,13 +36,21 @@ import trio.testing
 from hostsmith.actors._app import Application, open_service
 from hostsmith.actors._config import Config, Requests
 from hostsmith.actors._loadtest_counter import resident_set_bytes
-from hostsmith.actors._loadtest_hostfactory import CallFailed, HostFactoryCall, calls_into
+from hostsmith.actors._loadtest_hostfactory import (
+    CallFailed,
+    HostFactoryCall,
+    Recorder,
+    calls_into,
+    poll_status,
+)
 from hostsmith.actors._sim import SimProvider, SimSettings
 from hostsmith.actors._templates import load_templates
 from hostsmith.stores import open_store
 
 EPOCH = 1_767_225_600.0
 HOUR = 3600.0
+POLL, POLL_LIMIT = 30.0, 240
+"""Host Factory's status polls: every 30 s, for at most two hours."""
 
 
 class HourSample(msgspec.Struct, kw_only=True):
@@ -71,12 +78,10 @@ class SoakReport(msgspec.Struct, kw_only=True):
     samples: list[HourSample]
 
 
-class _Tally:
-    def __init__(self) -> None:
-        self.calls = 0
-        self.failed = 0
-        self.cycles = 0
-        self.held = 0
+class _Held:
+    """Hosts the simulated Host Factories hold right now."""
+
+    count = 0
 
 
 def soak(
@@ -120,7 +125,7 @@ async def _soak(
         SimSettings(seed=seed, capacity=hosts * 2, boot_time=60.0, shutdown_time=30.0),
         clock=_epoch,
     )
-    tally, samples = _Tally(), []
+    recorder, held, samples = Recorder(), _Held(), []
     per_client = max(1, math.ceil(hosts / clients))
     try:
         async with (
@@ -130,13 +135,15 @@ async def _soak(
             ) as application,
             trio.open_nursery() as nursery,
         ):
-            call = _counted(calls_into(application.service), tally)
+            call = calls_into(application.service)
             for n in range(clients):
                 draw = random.Random(f"{seed}/{n}")
-                nursery.start_soon(_host_factory, call, template_id, per_client, hold, draw, tally)
+                nursery.start_soon(
+                    _host_factory, recorder, call, template_id, per_client, hold, draw, held
+                )
             for hour in range(1, hours + 1):
                 await trio.sleep_until(hour * HOUR)
-                samples.append(_sample(hour, application, tally, workdir))
+                samples.append(_sample(hour, application, recorder, held, workdir))
             nursery.cancel_scope.cancel()
             passivated = application.runtime.registry.passivated
     finally:
@@ -145,73 +152,55 @@ async def _soak(
         hours=hours,
         hosts=per_client * clients,
         clients=clients,
-        cycles=tally.cycles,
-        calls=tally.calls,
-        failed_calls=tally.failed,
+        cycles=recorder.cycles,
+        calls=sum(figures.calls for figures in recorder.figures().values()),
+        failed_calls=sum(recorder.errors.values()),
         passivated=passivated,
         samples=samples,
     )
 
 
-def _counted(call: HostFactoryCall, tally: _Tally) -> HostFactoryCall:
-    async def counted(command: str, payload: dict[str, Any]) -> dict[str, Any]:
-        tally.calls += 1
-        try:
-            return await call(command, payload)
-        except CallFailed:
-            tally.failed += 1
-            raise
-
-    return counted
-
-
-async def _until_settled(call: HostFactoryCall, request_id: str) -> dict[str, Any]:
-    while True:
-        answer = await call("getRequestStatus", {"requests": [{"requestId": request_id}]})
-        entry: dict[str, Any] = answer["requests"][0]
-        if entry["status"] != "running":
-            return entry
-        await trio.sleep(30)
-
-
 async def _host_factory(
+    recorder: Recorder,
     call: HostFactoryCall,
     template_id: str,
     machines: int,
     hold: tuple[float, float],
     draw: random.Random,
-    tally: _Tally,
+    held: _Held,
 ) -> None:
     """One Host Factory: keep `machines` hosts in play, churning them."""
     await trio.sleep(draw.uniform(0, 300))  # they do not all start at once
     while True:
+        began = trio.current_time()
         try:
-            asked = await call(
+            asked = await recorder.timed(
+                call,
                 "requestMachines",
                 {"template": {"templateId": template_id, "machineCount": machines}},
             )
-            entry = await _until_settled(call, asked["requestId"])
-            held = [
+            entry = await poll_status(recorder, call, asked["requestId"], POLL, POLL_LIMIT)
+            hosts = [
                 {"name": m["name"], "machineId": m["machineId"]}
                 for m in entry["machines"]
                 if m["result"] == "succeed"
             ]
-            tally.held += len(held)
-            if held:
+            held.count += len(hosts)
+            if hosts:
                 release_at = trio.current_time() + draw.uniform(*hold)
                 while trio.current_time() < release_at:
-                    await call("getReturnRequests", {"machines": held})
+                    await recorder.timed(call, "getReturnRequests", {"machines": hosts})
                     await trio.sleep(60)
-                returned = await call("requestReturnMachines", {"machines": held})
-                tally.held -= len(held)
-                await _until_settled(call, returned["requestId"])
-            tally.cycles += 1
+                returned = await recorder.timed(call, "requestReturnMachines", {"machines": hosts})
+                held.count -= len(hosts)
+                await poll_status(recorder, call, returned["requestId"], POLL, POLL_LIMIT)
+            recorder.cycle_done(began)
         except CallFailed:
             await trio.sleep(60)
 
 
 def _sample(
-    hour: int, application: Application, tally: _Tally, workdir: pathlib.Path
+    hour: int, application: Application, recorder: Recorder, held: _Held, workdir: pathlib.Path
 ) -> HourSample:
     """Memory now (blocking on purpose: virtual time stands still while it looks)."""
     gc.collect()
@@ -224,6 +213,6 @@ def _sample(
         live_objects=len(gc.get_objects()),
         resident_aggregates=application.runtime.registry.resident,
         requests_in_projection=len(application.service.requests),
-        hosts_held=tally.held,
-        cycles=tally.cycles,
+        hosts_held=held.count,
+        cycles=recorder.cycles,
     )

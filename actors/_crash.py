@@ -157,18 +157,20 @@ async def crash_suite(
 async def _drive(
     url: str, recorder: Recorder, template_id: str, clients: int, machines: int
 ) -> None:
-    async with over_http(url) as call, trio.open_nursery() as nursery:
-        for _ in range(clients):
-            nursery.start_soon(
-                lambda: host_factory_client(
-                    recorder,
-                    call,
-                    template_id=template_id,
-                    machines=machines,
-                    cycles=1_000_000,  # until the kill
-                    poll_interval=0.05,
-                )
+    async def one_client() -> None:
+        async with over_http(url) as call:
+            await host_factory_client(
+                recorder,
+                call,
+                template_id=template_id,
+                machines=machines,
+                cycles=1_000_000,  # until the kill
+                poll_interval=0.05,
             )
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(clients):
+            nursery.start_soon(one_client)
 
 
 async def _check(store_url: str, data_dir: str, recorder: Recorder, *, settled: bool) -> list[str]:

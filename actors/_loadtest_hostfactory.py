@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -275,9 +275,15 @@ async def in_process(config: Config) -> AsyncIterator[HostFactoryCall]:
 
 @asynccontextmanager
 async def over_http(url: str, token: str = "") -> AsyncIterator[HostFactoryCall]:
-    """Calls to a running daemon's HTTP API."""
+    """Calls to a running daemon's HTTP API, over a connection of their own.
+
+    Each simulated Host Factory opens its own client, as each real one is its
+    own process: one shared pool of a thousand connections costs the pool a
+    scan of every connection per request (httpcore), which made the harness,
+    not the daemon, the bottleneck.
+    """
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
     async with httpx.AsyncClient(
         base_url=url.rstrip("/"), headers=headers, timeout=60, limits=limits
     ) as client:
@@ -321,42 +327,44 @@ async def run_hostfactory(
     on_tick: Tick | None = None,
     recorder: Recorder | None = None,
 ) -> HostFactoryReport:
-    connect = (
-        in_process(config) if target == "in-process" else over_http(target, config.server.token)
-    )
-    async with (
-        connect as call,
-        open_store("memory://") as nowhere,
-        open_runtime(nowhere, kinds=[]) as runtime,  # the client actors' runtime
-    ):
-        recorder = recorder or Recorder()
-        recorder.began = trio.current_time()
-        # room for every cycle a client is offered (a full mailbox would hold the
-        # pacer back; the cycles' start times would still count the wait)
-        room = offer.cycles if offer.duration is None else 1024
-        clients = [
-            await runtime.spawn(
-                f"hf-client-{n}",
-                functools.partial(ClientActor, recorder, call, shape),
-                mailbox_capacity=max(64, room),
-            )
-            for n in range(offer.clients)
-        ]
-        async with trio.open_nursery() as nursery:
+    async with AsyncExitStack() as connections:
+        if target == "in-process":
+            calls = [await connections.enter_async_context(in_process(config))] * offer.clients
+        else:
+            calls = [
+                await connections.enter_async_context(over_http(target, config.server.token))
+                for _ in range(offer.clients)
+            ]
+        # the client actors' runtime
+        async with open_store("memory://") as nowhere, open_runtime(nowhere, kinds=[]) as runtime:
+            recorder = recorder or Recorder()
+            recorder.began = trio.current_time()
+            # room for every cycle a client is offered (a full mailbox would hold the
+            # pacer back; the cycles' start times would still count the wait)
+            room = offer.cycles if offer.duration is None else 1024
+            clients = [
+                await runtime.spawn(
+                    f"hf-client-{n}",
+                    functools.partial(ClientActor, recorder, calls[n], shape),
+                    mailbox_capacity=max(64, room),
+                )
+                for n in range(offer.clients)
+            ]
+            async with trio.open_nursery() as nursery:
+                if on_tick is not None:
+                    nursery.start_soon(_ticking, on_tick, recorder)
+                if offer.rate is None:
+                    async with trio.open_nursery() as feeders:
+                        for client in clients:
+                            feeders.start_soon(_closed_loop, client, offer)
+                else:
+                    await _open_loop(clients, offer)
+                for client in clients:
+                    await client.ask(Drain(), timeout=_ASK_LIMIT)
+                nursery.cancel_scope.cancel()
+            elapsed = trio.current_time() - recorder.began
             if on_tick is not None:
-                nursery.start_soon(_ticking, on_tick, recorder)
-            if offer.rate is None:
-                async with trio.open_nursery() as feeders:
-                    for client in clients:
-                        feeders.start_soon(_closed_loop, client, offer)
-            else:
-                await _open_loop(clients, offer)
-            for client in clients:
-                await client.ask(Drain(), timeout=_ASK_LIMIT)
-            nursery.cancel_scope.cancel()
-        elapsed = trio.current_time() - recorder.began
-        if on_tick is not None:
-            on_tick(recorder, elapsed)
+                on_tick(recorder, elapsed)
     cycle = recorder.cycle_histogram
     return HostFactoryReport(
         target=target,

@@ -35,7 +35,7 @@ from hostsmith.actors._app import Application
 from hostsmith.actors._aws_api import redact
 from hostsmith.actors._protocol import answer
 from hostsmith.actors._service import HostFactoryError
-from hostsmith.runtime import CircuitState, ConflictError, correlation
+from hostsmith.runtime import AskTimeout, CircuitState, ConflictError, correlation
 
 log = logging.getLogger("hostsmith.http")
 
@@ -159,6 +159,12 @@ class Api:
                     result = {
                         "message": f"{command} was not applied: {contention}. Nothing was "
                         "recorded; it is safe to send it again"
+                    }
+                except AskTimeout as slow:  # overloaded: a hot aggregate's queue is long
+                    outcome, status = "busy", 503
+                    result = {
+                        "message": f"{command} did not finish in time ({slow}). hostsmith "
+                        "is overloaded; it is safe to send it again"
                     }
                 except HostFactoryError as refusal:
                     outcome = "refused"

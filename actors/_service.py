@@ -25,7 +25,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -40,7 +40,7 @@ from hostsmith.actors._machines import (
     ReleaseReturn,
     ReturnClaimed,
 )
-from hostsmith.actors._provider import PermanentProviderError, ProviderError
+from hostsmith.actors._provider import PermanentProviderError, ProviderError, Provisioned
 from hostsmith.actors._requests import (
     REQUEST,
     AcquireOpened,
@@ -129,6 +129,7 @@ class HostFactory:
         self.pending_claims: dict[str, tuple[str, float]] = {}  # machine -> (return, when)
         self.settled_at: dict[str, float] = {}  # request id -> when the projection saw it settle
         self._driving: set[str] = set()
+        self._unrecorded: dict[str, Provisioned] = {}  # what the cloud made, not yet recorded
         self._nursery: trio.Nursery | None = None
 
     # -- the five Host Factory calls --------------------------------------------
@@ -169,9 +170,27 @@ class HostFactory:
             )
         except BaseException:
             with trio.CancelScope(shield=True):
-                await self._release(request_id, template_id, count)
+                await self._abandon(request_id, template_id, count)
             raise
         return {"requestId": request_id, "message": "Request VM success."}
+
+    async def _abandon(self, request_id: str, template_id: str, count: int) -> None:
+        """Undo a requestMachines whose caller got an error, so nothing runs unseen.
+
+        The open may have been applied after all (a timeout, a lost
+        acknowledgement); the request's mailbox is in order, so its state read
+        now shows the outcome. An opened request is failed (its driver then
+        terminates whatever it launched and gives the capacity back); one never
+        opened gives its reservation back here.
+        """
+        request = self.runtime.get(REQUEST, request_id)
+        if (await request.state()).kind is None:
+            await self._release(request_id, template_id, count)
+            return
+        await request.execute(
+            RecordFailure("the requestMachines call that opened it failed; cancelled"),
+            command_id=f"{request_id}/abandon",
+        )
 
     async def request_return_machines(self, machines: Sequence[MachineRef]) -> dict[str, Any]:
         if not machines:
@@ -417,10 +436,17 @@ class HostFactory:
 
     async def _see_through_correlated(self, request_id: str) -> None:
         request = self.runtime.get(REQUEST, request_id)
+        records_checked = False  # machine records may lag their request (a failed step)
         try:
             while True:
                 try:
+                    if request_id in self._unrecorded:
+                        await self._record_unrecorded(request_id)
                     state = await request.state()
+                    if not records_checked and state.kind == "acquire":
+                        machines = state.machines.values()
+                        await self._record_launches(request_id, state.template_id, machines)
+                        records_checked = True
                     if state.settled:
                         await self._settle_capacity(state)
                         return
@@ -440,6 +466,7 @@ class HostFactory:
                     # The journal, an aggregate or the cloud failed this step; every
                     # step is idempotent, so the next pass simply does it again.
                     log.warning("request %s: will try again: %s", request_id, trouble)
+                    records_checked = False
                     await trio.sleep(self.settings.poll_interval)
                     continue
                 await trio.sleep(self._pause(state))
@@ -460,16 +487,12 @@ class HostFactory:
                 )
                 return
             provisioned = await self.gateway.provision(request_id, template, state.count)
-            for machine in provisioned.machines:
-                await self.runtime.get(MACHINE, machine.machine_id).execute(
-                    RecordLaunch(
-                        request_id=request_id, template_id=template.template_id, name=machine.name
-                    ),
-                    command_id=f"{request_id}/launch/{machine.machine_id}",
-                )
-            await request.execute(
-                RecordLaunched(machines=provisioned.machines, final=provisioned.final)
-            )
+            # The request first: it is what settles, and what terminates machines
+            # it never delivered, so it must learn of every machine the cloud made,
+            # even if it settled meanwhile (kept here until it is recorded).
+            self._unrecorded[request_id] = provisioned
+            await self._record_unrecorded(request_id)
+            await self._record_launches(request_id, state.template_id, provisioned.machines)
             return
         goal = "running" if state.kind == "acquire" else "terminated"
         waiting = [m.machine_id for m in state.machines.values() if m.state not in (goal, "failed")]
@@ -484,6 +507,24 @@ class HostFactory:
                     RecordMachineState(change.state)
                 )
             await request.execute(RecordStates(tuple(changes)))
+
+    async def _record_unrecorded(self, request_id: str) -> None:
+        provisioned = self._unrecorded.get(request_id)
+        if provisioned is not None:
+            await self.runtime.get(REQUEST, request_id).execute(
+                RecordLaunched(machines=provisioned.machines, final=provisioned.final)
+            )
+            del self._unrecorded[request_id]
+
+    async def _record_launches(
+        self, request_id: str, template_id: str, machines: Iterable[Machine]
+    ) -> None:
+        """Give each machine its own record (idempotent), which returns need."""
+        for machine in machines:
+            await self.runtime.get(MACHINE, machine.machine_id).execute(
+                RecordLaunch(request_id=request_id, template_id=template_id, name=machine.name),
+                command_id=f"{request_id}/launch/{machine.machine_id}",
+            )
 
     async def _settle_capacity(self, state: Request) -> None:
         if state.kind == "acquire":

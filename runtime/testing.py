@@ -81,6 +81,9 @@ class Chances:
     lost_ack: float = 0.0
     max_delay: float = 0.0
     """Each batch takes a random share of this many seconds."""
+    stall: float = 0.0
+    """The chance that a batch takes `stall_for` seconds instead (past an ask's timeout)."""
+    stall_for: float = 15.0
 
 
 class FaultyStore(_Forwarding):
@@ -112,7 +115,7 @@ class FaultyStore(_Forwarding):
         self._failures = 0
         self._conflicts = 0
         self.batches = 0
-        self.injected: dict[str, int] = {"failure": 0, "conflict": 0, "lost-ack": 0}
+        self.injected: dict[str, int] = {"failure": 0, "conflict": 0, "lost-ack": 0, "stall": 0}
 
     def fail_next_appends(self, count: int = 1) -> None:
         self._failures += count
@@ -134,6 +137,8 @@ class FaultyStore(_Forwarding):
         delay = self.delay
         if self.chaos is not None:
             delay += self.chaos[0].random() * self.chaos[1].max_delay
+            if self._roll("stall"):
+                delay += self.chaos[1].stall_for
         if delay:
             await trio.sleep(delay)
         if self._failures or self._roll("failure"):

@@ -16,8 +16,8 @@ from hostsmith.actors._requests import REQUEST
 from hostsmith.actors._service import HostFactory, HostFactoryError, MachineRef, Settings
 from hostsmith.actors._sim import SimProvider, SimSettings
 from hostsmith.actors._templates import CAPACITY, Reserve, Template
-from hostsmith.runtime import CircuitState, open_runtime
-from hostsmith.runtime.testing import MemoryStore
+from hostsmith.runtime import AskTimeout, CircuitState, open_runtime
+from hostsmith.runtime.testing import FaultyStore, MemoryStore
 
 ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
 TEMPLATES = {
@@ -102,8 +102,8 @@ async def test_acquire_and_return_three_machines(tmp_path, nursery_, autojump_cl
     finished = await wait_for_status(service, returned["requestId"], "complete")
     assert [m["result"] for m in finished["machines"]] == ["succeed"] * 3
     await trio.testing.wait_all_tasks_blocked()
-    templates = {t["templateId"]: t for t in (await service.get_available_templates())["templates"]}
-    assert templates["OnDemand"]["availableNumber"] == 100
+    capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
+    assert (capacity.reserved, capacity.in_use) == ({}, 0)
 
 
 async def test_an_unknown_request_id_gets_its_own_error_entry(
@@ -257,3 +257,33 @@ async def test_capacity_reserved_by_a_request_that_never_opened_is_given_back_at
         }
         assert templates["Spot"]["availableNumber"] == 10
         nursery.cancel_scope.cancel()
+
+
+class SlowToOpen(FaultyStore):
+    """Takes `delay` seconds over the first append that opens a request, then is quick."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(MemoryStore())
+        self.open_delay = delay
+
+    async def append_batch(self, requests):  # type: ignore[no-untyped-def]
+        if self.open_delay and any(r.stream.startswith("request-req-") for r in requests):
+            delay, self.open_delay = self.open_delay, 0.0
+            await trio.sleep(delay)
+        return await super().append_batch(requests)
+
+
+async def test_an_open_that_times_out_but_lands_is_cancelled_and_gives_capacity_back(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    store = SlowToOpen(delay=15.0)  # past the 10 s ask timeout; the write still lands
+    service = await start_service(tmp_path, nursery_, store)
+    with pytest.raises(AskTimeout):
+        await service.request_machines("OnDemand", 3)
+    (opened,) = [e.stream for e in await store.read_all(0, 1000) if e.type == "AcquireOpened"]
+    request_id = opened.removeprefix("request-")
+    entry = await wait_for_status(service, request_id, "complete_with_error")
+    assert "failed; cancelled" in entry["message"]
+    await trio.sleep(60)  # the driver settles it and gives back what it held
+    capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
+    assert (capacity.reserved, capacity.in_use) == ({}, 0)

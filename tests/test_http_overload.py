@@ -1,0 +1,77 @@
+"""An overloaded daemon says so: an ask that times out inside hostsmith is a 503, not a 500.
+
+The HTTP API is called as hypercorn calls it (an ASGI app), in process, on
+virtual time, over a store whose first request-opening write stalls past
+the ask timeout. The answer must be a clear 503 and the request must not be
+left running: the timed-out open is cancelled once it lands.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import trio
+
+from hostsmith.actors._app import open_service
+from hostsmith.actors._config import Config
+from hostsmith.actors._http import Api
+from hostsmith.actors._sim import SimProvider
+from hostsmith.actors._templates import load_templates
+from tests.test_service import SlowToOpen
+
+
+async def post(api: Api, command: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    body = json.dumps(payload).encode()
+    sent: list[dict[str, Any]] = []
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await trio.sleep_forever()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/api/v1/{command}",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await api(scope, receive, send)
+    start, body_message = sent
+    return start["status"], json.loads(body_message["body"])
+
+
+async def test_an_ask_timeout_is_a_503_and_nothing_is_left_running(
+    tmp_path: pathlib.Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = Config(data_dir=str(tmp_path))
+    templates = load_templates(config.templates_path)
+    store = SlowToOpen(delay=15.0)  # past the 10 s ask timeout
+    cloud = SimProvider(tmp_path / "sim.db", clock=lambda: 1_767_225_600.0 + trio.current_time())
+    try:
+        async with open_service(config, store, cloud, templates) as application:
+            api = Api(application)
+            template = next(iter(templates))
+            status, answer = await post(
+                api, "requestMachines", {"template": {"templateId": template, "machineCount": 2}}
+            )
+            assert status == 503
+            assert answer["message"].startswith("requestMachines did not finish in time (")
+            assert answer["message"].endswith(
+                "hostsmith is overloaded; it is safe to send it again"
+            )
+            await trio.sleep(120)
+            events = await store.read_all(0, 10_000)
+            opened = [e.stream for e in events if e.type == "AcquireOpened"]
+            settled = [e.data for e in events if e.type == "RequestSettled"]
+            assert len(opened) == 1  # the open landed after all…
+            assert b"cancelled" in settled[0]  # …and was cancelled, not left to run
+    finally:
+        cloud.close()

@@ -150,6 +150,10 @@ async def open_aws_provider(settings: AwsSettings) -> AsyncIterator[AwsProvider]
         http_session_cls=HttpxSession, retries={"total_max_attempts": 1, "mode": "standard"}
     )
     session = get_session()
+    # Credentials are resolved with the session's default config, not the
+    # client's: without this, the instance-profile and container lookups
+    # would use aiohttp, which needs an asyncio loop that trio does not have.
+    session.set_default_client_config(config)
     where = {"region_name": settings.region or None, "endpoint_url": settings.endpoint or None}
     async with (
         session.create_client("ec2", config=config, **where) as ec2,

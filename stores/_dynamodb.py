@@ -20,7 +20,9 @@ value it read. Two writers that read the same `last` cannot both commit, so
 positions are handed out in commit order: position N+1 can only be
 committed by a transaction that saw N committed. A reader that has read
 position N can therefore wait for N+1 and never finds a hole that fills in
-later. The loser of such a race re-reads `last` and tries again.
+later. The loser of such a race waits a moment (growing, with jitter, so
+that a slow writer is not starved by a busy one), re-reads `last` and tries
+again. A transaction refused for any other reason is an error, not a race.
 
 Group commit works as in the other stores (a batch of appends in one
 transaction), up to DynamoDB's limit of 100 items per transaction: three
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,7 +61,10 @@ LOG_BUCKET = 1000
 MAX_ITEMS = 100
 MAX_EVENTS_PER_TRANSACTION = (MAX_ITEMS - 2) // 3
 """Three items an event, one for the stream's head and one for the position counter."""
-COMMIT_RETRIES = 20
+COMMIT_ATTEMPTS = 20
+MAX_CONNECTIONS = 32
+BACKOFF_FIRST = 0.01
+BACKOFF_CAP = 1.0
 _BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
 _LOAD_LANES = 8  # BatchWriteItem calls in flight at once during a bulk load
 
@@ -69,6 +75,30 @@ class TooManyEvents(JournalError):
             f"an append of {count} events to {stream!r} is larger than one DynamoDB transaction "
             f"can hold ({MAX_EVENTS_PER_TRANSACTION} events): split the command's events"
         )
+
+
+def _backoff(attempt: int) -> float:
+    """How long to wait before commit attempt `attempt` (1-based) after losing a race.
+
+    Exponential with full jitter. Retrying at once is not enough: a writer
+    whose read-to-commit gap is longer than a busy peer's commit cycle loses
+    every time, however often it tries, until it waits for the peer to pause.
+    (Hand-written rather than stamina: its hooks log every retry as a
+    warning, and losing this race is normal contention, not a failure.)
+    """
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt))
+
+
+_RACE_LOST = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+
+
+def _raise_unless_overtaken(table: str, cancelled: Exception) -> None:
+    """A cancelled transaction lost a race, unless an item names another reason."""
+    reasons = getattr(cancelled, "response", {}).get("CancellationReasons", [])
+    other = [r for r in reasons if r.get("Code", "None") not in _RACE_LOST]
+    if other:
+        said = "; ".join(f"{r.get('Code')}: {r.get('Message', '')}".strip() for r in other)
+        raise JournalError(f"DynamoDB table {table!r} refused the append: {said}")
 
 
 def _n(value: int | float) -> dict[str, str]:
@@ -162,7 +192,9 @@ class DynamoStore:
         chunk: list[int],
         outcomes: list[AppendOutcome | None],
     ) -> None:
-        for _ in range(COMMIT_RETRIES):
+        for attempt in range(COMMIT_ATTEMPTS):
+            if attempt:
+                await trio.sleep(_backoff(attempt))
             pending = [i for i in chunk if outcomes[i] is None]
             last, heads, known = await self._look(requests, pending)
             decided, written = plan_appends(
@@ -198,7 +230,8 @@ class DynamoStore:
             items.append(self._move("meta#position", "last", last, position))
             try:
                 await self.client.transact_write_items(TransactItems=items)
-            except self.client.exceptions.TransactionCanceledException:
+            except self.client.exceptions.TransactionCanceledException as cancelled:
+                _raise_unless_overtaken(self.table, cancelled)
                 self.conflicts_at_commit += 1  # someone else committed first: look again
                 continue
             self.transactions += 1
@@ -206,8 +239,9 @@ class DynamoStore:
                 outcomes[index] = outcome
             return
         raise JournalError(
-            f"could not commit to DynamoDB table {self.table!r} after {COMMIT_RETRIES} tries: "
-            "too much contention from other writers"
+            f"could not commit to DynamoDB table {self.table!r}: other writers won the position "
+            f"counter {COMMIT_ATTEMPTS} times in a row; nothing was written, and the append can "
+            "be sent again"
         )
 
     async def _look(
@@ -521,8 +555,19 @@ async def open_client(options: dict[str, str]) -> AsyncIterator[Any]:
         ) from None
     session = get_session()
     config = AioConfig(
-        http_session_cls=HttpxSession, retries={"max_attempts": 3, "mode": "standard"}
+        http_session_cls=HttpxSession,
+        retries={"max_attempts": 3, "mode": "standard"},
+        # Every activation reads, and the journal commits, at once: a small
+        # pool whose waiters time out after 5 s (httpx's default) failed
+        # commits whenever the table was slow. Waiting for a connection is
+        # bounded by the callers' own deadlines instead.
+        max_pool_connections=MAX_CONNECTIONS,
+        connector_args={"pool_timeout": None},
     )
+    # Credentials are resolved with the session's default config, not the
+    # client's: without this, the instance-profile and container lookups
+    # would use aiohttp, which needs an asyncio loop that trio does not have.
+    session.set_default_client_config(config)
     async with session.create_client(
         "dynamodb",
         region_name=options.get("region") or None,

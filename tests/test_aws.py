@@ -14,6 +14,7 @@ import pathlib
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import stamina
@@ -25,7 +26,9 @@ from hostsmith.actors._aws_api import AwsApi, redact
 from hostsmith.actors._gateway import Gateway, GatewayPolicy
 from hostsmith.actors._provider import PermanentProviderError, TransientProviderError
 from hostsmith.actors._templates import parse_templates
-from hostsmith.runtime import CircuitOpen
+from hostsmith.runtime import CircuitOpen, NewEvent, append
+from hostsmith.stores import open_store
+from hostsmith.stores._dynamodb import create_table
 from tests.daemon import Daemon, hf, write_config
 
 AMI = "ami-1e749f67"  # one of the images moto knows (it refuses unknown ones, as AWS does)
@@ -337,6 +340,35 @@ async def test_missing_credentials_say_where_credentials_come_from(
             r"AWS_SECRET_ACCESS_KEY, or run where an instance role is available$",
         ):
             await aws.provision("req-anonymous", TEMPLATE, 1)
+
+
+def only_an_instance_role(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, moto: str
+) -> None:
+    """No keys, profile or files: credentials can come only from the metadata service."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "false")
+    # moto's server answers the instance metadata service's paths (IMDSv2 token too).
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", moto)
+
+
+async def test_an_instance_role_gives_credentials_under_trio(
+    moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    # botocore resolves credentials with the session's default config; left
+    # to aiohttp, the metadata lookup needs an asyncio loop and fails.
+    only_an_instance_role(monkeypatch, tmp_path, moto)
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        launched = await aws.provision("req-with-role", TEMPLATE, 1)
+    assert len(launched.machines) == 1
+    url = f"dynamodb://role-events?region=us-east-1&endpoint={moto}"
+    assert await create_table(urlsplit(url))
+    async with open_store(url) as store:
+        await append(store, "s-1", 0, [NewEvent(event_id="e1", type="T", data=b"{}")])
+        assert [e.event_id for e in await store.read("s-1")] == ["e1"]
 
 
 async def test_rejected_credentials_are_named_as_the_cause(moto: str) -> None:

@@ -35,7 +35,7 @@ from hostsmith.actors._app import Application
 from hostsmith.actors._aws_api import redact
 from hostsmith.actors._protocol import answer
 from hostsmith.actors._service import HostFactoryError
-from hostsmith.runtime import AskTimeout, CircuitState, ConflictError, correlation
+from hostsmith.runtime import AskTimeout, CircuitState, ConflictError, PersistFailed, correlation
 
 log = logging.getLogger("hostsmith.http")
 
@@ -166,6 +166,13 @@ class Api:
                         "message": f"{command} did not finish in time ({slow}). hostsmith "
                         "is overloaded; it is safe to send it again"
                     }
+                except PersistFailed as failure:  # the store failed; the actor's state did not move
+                    log.warning("%s not recorded: %s", command, failure)
+                    outcome, status = "busy", 503
+                    result = {
+                        "message": f"{command} was not recorded: {redact(_cause_of(failure))}. "
+                        "hostsmith's event store failed; it is safe to send it again"
+                    }
                 except HostFactoryError as refusal:
                     outcome = "refused"
                     status = 404 if str(refusal).startswith("unknown command") else 400
@@ -189,6 +196,10 @@ class Api:
             return True
         given = dict(scope.get("headers", [])).get(b"authorization", b"").decode()
         return hmac.compare_digest(given, f"Bearer {token}")
+
+
+def _cause_of(failure: PersistFailed) -> str:
+    return f"{type(failure.cause).__name__}: {failure.cause}"
 
 
 async def _read_body(receive: Receive, limit: int, headers: dict[bytes, bytes]) -> bytes:

@@ -91,6 +91,7 @@ class DuplicateEventError(JournalError):
 class PersistFailed(JournalError):
     def __init__(self, stream: str, cause: BaseException) -> None:
         self.stream = stream
+        self.cause = cause
         super().__init__(
             f"could not persist events to {stream!r}: {type(cause).__name__}: {cause}; "
             "the aggregate's state did not move, and sending the command again with "

@@ -19,6 +19,7 @@ from hostsmith.actors._config import Config
 from hostsmith.actors._http import Api
 from hostsmith.actors._sim import SimProvider
 from hostsmith.actors._templates import load_templates
+from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.test_service import SlowToOpen
 
 
@@ -73,5 +74,33 @@ async def test_an_ask_timeout_is_a_503_and_nothing_is_left_running(
             settled = [e.data for e in events if e.type == "RequestSettled"]
             assert len(opened) == 1  # the open landed after all…
             assert b"cancelled" in settled[0]  # …and was cancelled, not left to run
+    finally:
+        cloud.close()
+
+
+async def test_a_failed_store_write_is_a_503_that_names_it_and_records_nothing(
+    tmp_path: pathlib.Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = Config(data_dir=str(tmp_path))
+    templates = load_templates(config.templates_path)
+    store = FaultyStore(MemoryStore())
+    cloud = SimProvider(tmp_path / "sim.db", clock=lambda: 1_767_225_600.0 + trio.current_time())
+    try:
+        async with open_service(config, store, cloud, templates) as application:
+            api = Api(application)
+            template = next(iter(templates))
+            before = await store.read_all(0, 10_000)
+            store.fail_next_appends(1)
+            status, answer = await post(
+                api, "requestMachines", {"template": {"templateId": template, "machineCount": 2}}
+            )
+            assert status == 503
+            assert answer["message"].startswith("requestMachines was not recorded: ")
+            assert "OSError: injected write failure" in answer["message"]
+            assert answer["message"].endswith(
+                "hostsmith's event store failed; it is safe to send it again"
+            )
+            after = await store.read_all(0, 10_000)
+            assert [e.type for e in after] == [e.type for e in before]
     finally:
         cloud.close()

@@ -83,7 +83,7 @@ def test_two_daemons_on_one_table_lose_no_update(tmp_path: pathlib.Path, moto: s
         codes = [daemon.stop() for daemon in daemons]
     assert codes == [0, 0], [daemon.logs() for daemon in daemons]
     failed = [answer for ask, answer in zip(asks, answers, strict=True) if ask.returncode]
-    assert not failed, failed
+    assert not failed, (failed, [daemon.logs()[-4000:] for daemon in daemons])
     acknowledged = {json.loads(out)["requestId"] for out, _ in answers}
     assert len(acknowledged) == 2 * PER_DAEMON
 

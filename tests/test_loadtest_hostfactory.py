@@ -16,7 +16,7 @@ import trio
 from rich.console import Console
 
 from hostsmith.actors._loadtest_hostfactory import Recorder
-from hostsmith.actors.cli import progress_table
+from hostsmith.actors._cli_proof import progress_table
 from tests.daemon import Daemon, hostsmith, write_config
 
 CLIENTS, CYCLES = 3, 2

@@ -23,6 +23,12 @@ Why it is built this way:
   aggregate is marked busy until the events are durable. When the aggregate
   is busy, commands queue in the bounded mailbox and the actor's task takes
   them one at a time. Either way there is one writer.
+- Commands that queued while a write was under way are decided in turn,
+  each against the state the ones before it leave, and written as one
+  append (`batch_limit`): a hot aggregate pays one durable write per
+  batch, not per command, and every caller still gets exactly the answer
+  it would have had one at a time. A batch that conflicts is taken apart
+  and its commands run again alone.
 - Anything unusual is follow-up work for the actor's own task, which may
   await: on a version conflict it reads what it missed and decides again
   (a bounded number of times); on a duplicate it catches up and answers
@@ -91,6 +97,8 @@ class AggregateKind(Generic[S, C, E]):
     on one aggregate) fall out of step instead of colliding again."""
     remembered_commands: int = 8
     """How many recent command replies each live aggregate keeps for repeats."""
+    batch_limit: int = 32
+    """How many queued commands one append may carry (1 turns batching off)."""
 
     def stream(self, aggregate_id: str) -> str:
         return f"{self.name}-{aggregate_id}"
@@ -129,6 +137,23 @@ class _InFlight:
         self.events = events
         self.envelope = envelope
         self.attempt = attempt
+
+
+class _Batch:
+    """Queued commands decided one after another and handed over as one append.
+
+    `plan` holds, in mailbox order, each command's envelope with its events
+    (possibly none) or the `Rejected` it raised; `events` is every event of
+    the plan, in order.
+    """
+
+    __slots__ = ("events", "plan")
+
+    def __init__(self, plan: list[tuple[Envelope, Sequence[Any] | Rejected]]) -> None:
+        self.plan = plan
+        self.events = [
+            e for _, decided in plan if not isinstance(decided, Rejected) for e in decided
+        ]
 
 
 class AggregateActor(Generic[S, C, E]):
@@ -174,7 +199,7 @@ class AggregateActor(Generic[S, C, E]):
         # Invariant: the aggregate is busy while `_in_flight` (events handed
         # to the journal, outcome unknown) or `_follow_up` (work only the
         # actor's task may do) is set. No command is decided while busy.
-        self._in_flight: _InFlight | None = None
+        self._in_flight: _InFlight | _Batch | None = None
         self._follow_up: FollowUp | None = None
         self._failure: BaseException | None = None
         self._holding = False
@@ -197,7 +222,9 @@ class AggregateActor(Generic[S, C, E]):
                 self._holding = True
                 try:
                     await self._settle()
-                    if envelope.payload is not _WAKE:
+                    if envelope.payload is _WAKE:
+                        pass
+                    elif not (len(mailbox) and await self._dispatch_batch(envelope, mailbox)):
                         await self._dispatch(envelope)
                 finally:
                     self._holding = False
@@ -237,6 +264,140 @@ class AggregateActor(Generic[S, C, E]):
             current_envelope.reset(token)
 
     # -- commands -------------------------------------------------------------
+
+    async def _dispatch_batch(self, first: Envelope, mailbox: Mailbox) -> bool:
+        """Decide `first` and the commands queued behind it as one append.
+
+        A hot aggregate (one template's capacity ledger, under every
+        requestMachines) would otherwise pay one durable write per command,
+        one after another. Each command is decided against the state the
+        ones before it leave, so the outcome is exactly that of taking them
+        one at a time; only the write is shared. The batch stops before
+        anything that is not a plain new command (a query, a repeat, a
+        command whose `decide` fails unexpectedly), which then takes the
+        one-at-a-time path. False, with nothing taken, when `first` itself
+        is not such a command.
+        """
+        kind = self.kind
+        if kind.batch_limit < 2:
+            return False
+        decide, evolve = kind.decide, kind.evolve
+        state = self.state
+        recent = self._recent or {}
+        plan: list[tuple[Envelope, Sequence[Any] | Rejected]] = []
+        writers = taken = 0
+        for envelope in [first, *mailbox.peek(kind.batch_limit - 1)]:
+            command: Any = envelope.payload
+            if command is _WAKE or isinstance(command, Inspect):
+                break
+            if envelope.reply is not None and envelope.reply.abandoned:
+                taken += 1  # the asker gave up while it was queued
+                continue
+            if envelope.command_id in recent or any(
+                e.command_id == envelope.command_id for e, _ in plan
+            ):
+                break
+            try:
+                events = decide(state, command)
+                for event in events:
+                    state = evolve(state, event)
+            except Rejected as rejection:
+                plan.append((envelope, rejection))
+                continue
+            except Exception:
+                break
+            plan.append((envelope, events))
+            writers += bool(events)
+        taken += len(plan)
+        if not taken:
+            return False
+        for _ in range(taken - 1):
+            mailbox.receive_nowait()  # the same envelopes: nothing ran since the peek
+        for envelope, _ in plan:
+            if envelope.reply is not None:
+                envelope.reply.started = True
+        if not writers:  # all decided against the durable state: answer them now
+            for envelope, decided in plan:
+                _answer(envelope.reply, decided or Committed(self.version))
+            return True
+        batch = _Batch(plan)
+        encoded = []
+        for envelope, decided in plan:
+            if not isinstance(decided, Rejected):
+                encoded += [self._encode(e, envelope, n) for n, e in enumerate(decided)]
+        self._in_flight = batch
+        try:
+            await self.journal.submit(self.stream, self.version, encoded, self._on_batch_outcome)
+        except BaseException as failure:
+            self._in_flight = None  # never handed over: nothing happened
+            if isinstance(failure, Exception):
+                refusal = (
+                    failure
+                    if isinstance(failure, JournalError)
+                    else PersistFailed(self.stream, failure)
+                )
+                for envelope, _ in plan:
+                    _answer(envelope.reply, refusal)
+            raise
+        return True
+
+    def _on_batch_outcome(self, outcome: AppendOutcome) -> None:
+        """The journal's callback for a batch: as `_on_outcome`, command by command."""
+        batch = self._in_flight
+        assert isinstance(batch, _Batch)
+        self._in_flight = None
+        if isinstance(outcome, Appended) and not outcome.duplicate:
+            try:
+                state, evolve = self.state, self.kind.evolve
+                for event in batch.events:
+                    state = evolve(state, event)
+            except Exception as failure:
+                for envelope, _ in batch.plan:
+                    _answer(envelope.reply, ActorCrashed(self.name, failure))
+                self._crash(failure)
+                return
+            self.state = state
+            previous = version = self.version
+            for envelope, decided in batch.plan:
+                if isinstance(decided, Rejected):
+                    _answer(envelope.reply, decided)
+                    continue
+                version += len(decided)
+                committed = Committed(version, tuple(decided))
+                self._remember(envelope.command_id, committed)
+                _answer(envelope.reply, committed)
+            self.version = outcome.version
+            if self.kind.snapshot_every and self.kind.state_type is not None:
+                every = self.kind.snapshot_every
+                if outcome.version // every != previous // every:
+                    self._follow_up = self._save_snapshot
+        else:
+            self._follow_up = lambda: self._recover_batch(outcome, batch)
+        self._wake()
+
+    async def _recover_batch(self, outcome: AppendOutcome, batch: _Batch) -> None:
+        """A batch that did not simply land is taken apart.
+
+        A failed write fails every command in it (and the actor restarts, as
+        for one command). Anything else (a conflict, a command applied
+        before, a batch too large for the store) is handled by running the
+        commands again one at a time, after catching up with the log.
+        """
+        if isinstance(outcome, PersistFailed):
+            for envelope, _ in batch.plan:
+                _answer(envelope.reply, outcome)
+            raise outcome
+        await self._catch_up()
+        for envelope, _ in batch.plan:
+            reply = envelope.reply
+            if reply is not None and reply.abandoned:
+                continue
+            token = current_envelope.set(envelope)
+            try:
+                await self._start(envelope.payload, envelope, 0)
+            finally:
+                current_envelope.reset(token)
+            await self._settle()
 
     @property
     def idle(self) -> bool:
@@ -297,7 +458,7 @@ class AggregateActor(Generic[S, C, E]):
     def _on_outcome(self, outcome: AppendOutcome) -> None:
         """The journal's callback: runs in its task, the moment the outcome is known."""
         in_flight = self._in_flight
-        assert in_flight is not None
+        assert isinstance(in_flight, _InFlight)
         self._in_flight = None
         if isinstance(outcome, Appended) and not outcome.duplicate:
             try:

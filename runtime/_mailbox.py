@@ -102,6 +102,10 @@ class BoundedMailbox(Generic[T]):
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def peek(self, limit: int) -> list[T]:
+        """Up to `limit` queued items, oldest first, left in the mailbox."""
+        return self._items[:limit]
+
     def receive_nowait(self) -> T:
         items = self._items
         if not items:

@@ -307,3 +307,113 @@ async def test_events_stored_as_v1_are_read_back_as_v2_and_old_snapshots_force_a
     assert store.reads == [("account-a", 0)]  # the v2 snapshot was not trusted: a full replay
     assert "schema v2, current is v3; replaying in full" in caplog.text
     assert [e.schema_version for _, e in store.committed] == [1] * 12
+
+
+async def queue_behind_a_slow_write(
+    account: Any, commands: list[tuple[Any, str]], nursery: trio.Nursery
+) -> dict[str, Any]:
+    """Send `commands` in this order while the account's first write is under way.
+
+    The first goes straight to the journal (the aggregate is idle); each of
+    the others is queued in the mailbox before the next is sent.
+    """
+    answers: dict[str, Any] = {}
+
+    async def send(command: Any, command_id: str) -> None:
+        try:
+            answers[command_id] = await account.execute(command, command_id=command_id)
+        except Exception as failure:
+            answers[command_id] = failure
+
+    for command, command_id in commands:
+        nursery.start_soon(send, command, command_id)
+        await trio.testing.wait_all_tasks_blocked()
+    return answers
+
+
+async def test_commands_queued_behind_a_write_share_one_append_and_see_each_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FaultyStore(delay=1.0)
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        async with trio.open_nursery() as nursery:
+            answers = await queue_behind_a_slow_write(
+                account,
+                [
+                    (Deposit(10), "first"),
+                    (Deposit(1), "d1"),
+                    (Deposit(1), "d2"),
+                    (Withdraw(12), "all"),  # only possible after d1 and d2
+                    (Withdraw(1), "too-much"),  # refused: all was withdrawn
+                    (Deposit(5), "d3"),
+                ],
+                nursery,
+            )
+        assert runtime.journal.stats.appends == 2  # the first, then one for the queue
+        assert [answers[c].version for c in ("first", "d1", "d2", "all", "d3")] == [1, 2, 3, 4, 5]
+        assert answers["all"].events == (Withdrawn(12),)
+        assert isinstance(answers["too-much"], Rejected)
+        assert str(answers["too-much"]) == "cannot withdraw 1 from a balance of 0"
+        assert await account.state() == Account(5)
+        stored = await store.read("account-a")
+        assert [(e.version, e.causation_id) for e in stored] == [
+            (1, "first"), (2, "d1"), (3, "d2"), (4, "all"), (5, "d3"),
+        ]  # fmt: skip
+
+
+async def test_a_failed_batch_fails_each_of_its_commands_and_moves_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FaultyStore(delay=1.0)
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        async with trio.open_nursery() as nursery:
+            answers = await queue_behind_a_slow_write(
+                account, [(Deposit(10), "first"), (Deposit(1), "d1"), (Deposit(2), "d2")], nursery
+            )
+            await trio.sleep(1.5)  # the first write has landed; the queued two's is under way
+            store.fail_next_appends(1)
+        assert answers["first"].version == 1
+        for command_id in ("d1", "d2"):
+            assert isinstance(answers[command_id], PersistFailed), answers[command_id]
+        assert [e.causation_id for e in await store.read("account-a")] == ["first"]
+        assert await account.state() == Account(10)
+        assert (await account.execute(Deposit(2), command_id="d2")).version == 2
+        assert await account.state() == Account(12)
+
+
+async def test_a_batch_that_conflicts_is_decided_again_one_command_at_a_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FaultyStore(delay=1.0)
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        async with trio.open_nursery() as nursery:
+            answers = await queue_behind_a_slow_write(
+                account,
+                [(Deposit(10), "first"), (Withdraw(4), "w1"), (Withdraw(4), "w2")],
+                nursery,
+            )
+            await trio.sleep(1.5)  # the first write has landed; the queued two's is under way
+            store.conflict_next_appends(1)
+        assert [answers[c].version for c in ("first", "w1", "w2")] == [1, 2, 3]
+        assert await account.state() == Account(2)
+        assert [e.causation_id for e in await store.read("account-a")] == ["first", "w1", "w2"]
+
+
+async def test_a_repeat_queued_behind_new_commands_is_answered_as_a_repeat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FaultyStore(delay=1.0)
+    async with open_runtime(store, kinds=[ACCOUNT]) as runtime:
+        account = runtime.get(ACCOUNT, "a")
+        async with trio.open_nursery() as nursery:
+            answers = await queue_behind_a_slow_write(
+                account,
+                [(Deposit(10), "first"), (Deposit(1), "d1"), (Deposit(1), "d1")],
+                nursery,
+            )
+        assert answers["d1"].repeated  # the second answer, stored last
+        assert await account.state() == Account(11)
+        assert [e.causation_id for e in await store.read("account-a")] == ["first", "d1"]

@@ -26,7 +26,8 @@ async def test_many_concurrent_commands_cost_far_fewer_sqlite_transactions(tmp_p
 
         assert values == [commands // aggregates] * aggregates
         assert len(await store.read_all(limit=commands + 1)) == commands
-        assert runtime.journal.stats.appends == commands
+        assert runtime.journal.stats.events == commands
+        assert runtime.journal.stats.appends <= commands  # queued commands may share one
         assert store.transactions == runtime.journal.stats.transactions
         assert store.transactions * 10 <= commands, store.transactions
         assert runtime.journal.stats.largest_batch > 50

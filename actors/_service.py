@@ -545,6 +545,11 @@ class HostFactory:
             owner_state = self.requests.get(owner)
             if owner_state is not None:
                 await self._release(owner, owner_state.template_id, count, by=state.request_id)
+        # A return that gave up (a timeout) lets go of the machines it did not
+        # see terminate, so that a later return can take them and finish the job.
+        unfinished = [m for m in state.machines.values() if m.state != "terminated"]
+        if unfinished:
+            await self._unclaim(state.request_id, unfinished)
 
     async def _release(self, request_id: str, template_id: str, count: int, by: str = "") -> None:
         if count > 0:

@@ -230,12 +230,18 @@ async def _client(recorder: Recorder, call: HostFactoryCall, scenario: Scenario)
     )
 
 
+STILL_OUT = frozenset({"running", "shutting-down", "stopping", "stopped"})
+
+
 async def _return_leftovers(application: Application, call: HostFactoryCall) -> None:
-    """Return every machine still running, until every request has settled and
-    every reservation is given back (orphans are released by the service itself)."""
+    """Return every machine still out, until every request has settled and
+    every reservation is given back (orphans are released by the service itself).
+
+    As Host Factory does, a machine whose return gave up before it was
+    terminated (it may be shutting down) is returned again."""
     service = application.service
     while True:
-        running = [m for m in service.machine_by_name.values() if m.state == "running"]
+        running = [m for m in service.machine_by_name.values() if m.state in STILL_OUT]
         unsettled = [r for r in service.requests.values() if not r.settled]
         try:
             reserved = [

@@ -287,3 +287,25 @@ async def test_an_open_that_times_out_but_lands_is_cancelled_and_gives_capacity_
     await trio.sleep(60)  # the driver settles it and gives back what it held
     capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
     assert (capacity.reserved, capacity.in_use) == ({}, 0)
+
+
+async def test_a_return_that_times_out_lets_a_later_return_take_its_machines(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    done = await wait_for_status(
+        service, (await service.request_machines("OnDemand", 2))["requestId"], "complete"
+    )
+    machines = [MachineRef(m["name"], m["machineId"]) for m in done["machines"]]
+    service.gateway.provider.settings = SimSettings(failure_rate=1.0)  # type: ignore[attr-defined]
+    stuck = (await service.request_return_machines(machines))["requestId"]
+    gave_up = await wait_for_status(service, stuck, "complete_with_error", limit=7200)
+    assert "timed out after 600s" in gave_up["message"]
+
+    service.gateway.provider.settings = SimSettings()  # type: ignore[attr-defined]  # the outage ends
+    again = (await service.request_return_machines(machines))["requestId"]  # not refused
+    finished = await wait_for_status(service, again, "complete")
+    assert [m["result"] for m in finished["machines"]] == ["succeed"] * 2
+    await trio.testing.wait_all_tasks_blocked()
+    capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
+    assert (capacity.reserved, capacity.in_use) == ({}, 0)

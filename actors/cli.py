@@ -18,19 +18,25 @@ from typing import Annotated
 
 import typer
 
-from hostsmith.actors._cli_operate import (
+from hostsmith.actors.commands import (
     config_check,
+    console,
+    crash,
     events,
+    fail,
     hf,
+    loadtest,
     machines_list,
+    migrate,
     requests_list,
     requests_show,
     serve,
+    simulate,
+    soak,
+    stores_init,
     templates_list,
 )
-from hostsmith.actors._cli_proof import crash, loadtest, simulate, soak
-from hostsmith.actors._cli_shared import console
-from hostsmith.actors._cli_stores import migrate, stores_init
+from hostsmith.actors.errors import InternalError, as_hostsmith_error
 
 app = typer.Typer(
     name="hostsmith",
@@ -87,7 +93,22 @@ app.command()(crash)
 
 
 def main() -> None:
-    app()
+    """Run the command line; an error hostsmith knows is one line and its exit code.
+
+    Commands catch what they expect themselves; this is the net under them,
+    so that no error of hostsmith's own tree ever reaches a user as a
+    traceback. Anything else is a bug, and keeps its traceback.
+    """
+    try:
+        app()
+    except Exception as failure:
+        error = as_hostsmith_error(failure, "hostsmith")
+        if isinstance(error, InternalError):
+            raise
+        try:
+            fail(error.message, error.exit_code)
+        except typer.Exit as leaving:
+            raise SystemExit(leaving.exit_code) from None
 
 
 if __name__ == "__main__":

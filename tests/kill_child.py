@@ -11,7 +11,7 @@ import sys
 
 import trio
 
-from hostsmith.actors._counter import COUNTER, Increment
+from hostsmith.actors.proof.loadtest import COUNTER, Increment
 from hostsmith.runtime import open_runtime
 from hostsmith.stores import open_store
 

@@ -21,11 +21,10 @@ import stamina
 import trio
 from botocore.exceptions import ClientError
 
-from hostsmith.actors._aws import AwsProvider, AwsSettings, open_aws_provider
-from hostsmith.actors._aws_api import AwsApi, redact
-from hostsmith.actors._gateway import Gateway, GatewayPolicy
-from hostsmith.actors._provider import PermanentProviderError, TransientProviderError
-from hostsmith.actors._templates import parse_templates
+from hostsmith.actors.errors import PermanentProviderError, TransientProviderError, redact
+from hostsmith.actors.hostfactory import parse_templates
+from hostsmith.actors.providers import Gateway, GatewayPolicy
+from hostsmith.actors.providers.aws import AwsApi, AwsProvider, AwsSettings, open_aws_provider
 from hostsmith.runtime import CircuitOpen, NewEvent, append
 from hostsmith.stores import open_store
 from hostsmith.stores._dynamodb import create_table

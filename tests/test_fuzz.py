@@ -15,16 +15,12 @@ from typing import Any
 import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hostsmith.actors._app import Application
-from hostsmith.actors._config import Config, Server
-from hostsmith.actors._gateway import Gateway
-from hostsmith.actors._http import Api
-from hostsmith.actors._machines import MACHINE
-from hostsmith.actors._protocol import COMMANDS, answer
-from hostsmith.actors._requests import REQUEST
-from hostsmith.actors._service import HostFactory, HostFactoryError
-from hostsmith.actors._sim import SimProvider, SimSettings
-from hostsmith.actors._templates import CAPACITY, Template
+from hostsmith.actors.errors import HostFactoryError
+from hostsmith.actors.hostfactory import CAPACITY, COMMANDS, MACHINE, REQUEST, Template
+from hostsmith.actors.providers import Gateway
+from hostsmith.actors.providers.sim import SimProvider, SimSettings
+from hostsmith.actors.server import Api
+from hostsmith.actors.service import Application, Config, HostFactory, Server, answer
 from hostsmith.runtime import open_runtime
 from hostsmith.runtime.testing import MemoryStore
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import trio
 
-from hostsmith.actors._counter import COUNTER, Counter, Increment
+from hostsmith.actors.proof.loadtest import COUNTER, Counter, Increment
 from hostsmith.runtime import AppendOutcome, AppendRequest, Journal, NewEvent, open_runtime
 from hostsmith.runtime.testing import MemoryStore, _Forwarding
 from hostsmith.stores import SQLiteStore, open_store

@@ -14,11 +14,9 @@ from typing import Any
 
 import trio
 
-from hostsmith.actors._app import open_service
-from hostsmith.actors._config import Config
-from hostsmith.actors._http import Api
-from hostsmith.actors._sim import SimProvider
-from hostsmith.actors._templates import load_templates
+from hostsmith.actors.providers.sim import SimProvider
+from hostsmith.actors.server import Api
+from hostsmith.actors.service import Config, load_templates, open_service
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.test_service import SlowToOpen
 

@@ -15,8 +15,8 @@ import pytest
 import trio
 from rich.console import Console
 
-from hostsmith.actors._cli_proof import progress_table
-from hostsmith.actors._loadtest_hostfactory import Recorder
+from hostsmith.actors.commands._proof import progress_table
+from hostsmith.actors.proof.loadtest import Recorder
 from tests.daemon import Daemon, hostsmith, write_config
 
 CLIENTS, CYCLES = 3, 2

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hostsmith.actors._config import Log
-from hostsmith.actors._logging import configure_logging
+from hostsmith.actors.server import configure_logging
+from hostsmith.actors.service import Log
 from hostsmith.runtime import correlation
 
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from hostsmith.actors._counter import COUNTER, Counter, Increment
+from hostsmith.actors.proof.loadtest import COUNTER, Counter, Increment
 from hostsmith.runtime import NewEvent, UnknownEventType, append, open_runtime
 from hostsmith.runtime.testing import EventCapture, MemoryStore
 

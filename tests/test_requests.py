@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hostsmith.actors._requests import (
+from hostsmith.actors.hostfactory import (
     REQUEST,
     CheckDeadline,
     Machine,
@@ -18,12 +18,12 @@ from hostsmith.actors._requests import (
     RecordStates,
     Request,
     StateChange,
-    decide,
-    evolve,
     to_host_factory,
 )
 from hostsmith.runtime import Rejected, open_runtime
 from hostsmith.runtime.testing import MemoryStore
+
+decide, evolve = REQUEST.decide, REQUEST.evolve
 
 
 def run(commands: Iterable[Any], request_id: str = "req-1") -> Request:

@@ -10,12 +10,11 @@ import pytest
 import trio
 import trio.testing
 
-from hostsmith.actors._gateway import Gateway, GatewayPolicy
-from hostsmith.actors._machines import MACHINE
-from hostsmith.actors._requests import REQUEST
-from hostsmith.actors._service import HostFactory, HostFactoryError, MachineRef, Settings
-from hostsmith.actors._sim import SimProvider, SimSettings
-from hostsmith.actors._templates import CAPACITY, Reserve, Template
+from hostsmith.actors.errors import HostFactoryError
+from hostsmith.actors.hostfactory import CAPACITY, MACHINE, REQUEST, MachineRef, Reserve, Template
+from hostsmith.actors.providers import Gateway, GatewayPolicy
+from hostsmith.actors.providers.sim import SimProvider, SimSettings
+from hostsmith.actors.service import HostFactory, RequestSettings
 from hostsmith.runtime import AskTimeout, CircuitState, open_runtime
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 
@@ -46,7 +45,7 @@ async def start_service(
         cloud, GatewayPolicy(call_timeout=5.0, attempts=6, failure_threshold=5, reset_timeout=30.0)
     )
     service = HostFactory(
-        runtime, gateway, TEMPLATES, Settings(request_timeout=600, poll_interval=2), clock=epoch
+        runtime, gateway, TEMPLATES, RequestSettings(timeout=600, poll_interval=2), clock=epoch
     )
     await nursery.start(service.run)
     return service

@@ -8,9 +8,9 @@ import pytest
 import trio
 import trio.testing
 
-from hostsmith.actors._provider import PermanentProviderError, TransientProviderError
-from hostsmith.actors._sim import SimProvider, SimSettings
-from hostsmith.actors._templates import Template
+from hostsmith.actors.errors import PermanentProviderError, TransientProviderError
+from hostsmith.actors.hostfactory import Template
+from hostsmith.actors.providers.sim import SimProvider, SimSettings
 
 ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
 ON_DEMAND = Template(

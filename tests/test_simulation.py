@@ -13,8 +13,7 @@ import pathlib
 
 import pytest
 
-from hostsmith.actors._invariants import check_log
-from hostsmith.actors._simulation import repro_command, run_seeds, simulate
+from hostsmith.actors.proof import check_log, repro_command, run_seeds, simulate
 from hostsmith.runtime import StoredEvent
 from tests.daemon import hostsmith
 

@@ -12,7 +12,7 @@ import pathlib
 
 import pytest
 
-from hostsmith.actors._soak import soak
+from hostsmith.actors.proof import soak
 from tests.daemon import hostsmith
 
 HOURS, HOSTS, CLIENTS = 4, 100, 10

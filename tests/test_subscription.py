@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import trio
 import trio.testing
 
-from hostsmith.actors._counter import COUNTER, Increment
+from hostsmith.actors.proof.loadtest import COUNTER, Increment
 from hostsmith.runtime import StoredEvent, open_runtime
 from hostsmith.runtime.testing import MemoryStore
 

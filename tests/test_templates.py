@@ -7,15 +7,15 @@ import json
 import pytest
 import trio
 
-from hostsmith.actors._templates import (
+from hostsmith.actors.errors import TemplateError
+from hostsmith.actors.hostfactory import (
     CAPACITY,
     UNLIMITED,
     Release,
     Reserve,
-    TemplateError,
-    load_templates,
     parse_templates,
 )
+from hostsmith.actors.service import load_templates
 from hostsmith.runtime import Rejected, open_runtime
 from hostsmith.runtime.testing import MemoryStore
 

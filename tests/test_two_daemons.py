@@ -18,8 +18,8 @@ import sys
 import pytest
 import trio
 
-from hostsmith.actors._config import EXAMPLE_TEMPLATES
-from hostsmith.actors._templates import CAPACITY
+from hostsmith.actors.hostfactory import CAPACITY
+from hostsmith.actors.service import EXAMPLE_TEMPLATES
 from hostsmith.stores import open_store
 from tests.conftest import prepare, url_for
 from tests.daemon import Daemon

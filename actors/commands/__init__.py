@@ -1,0 +1,58 @@
+"""The command line, by audience: operating hostsmith, its stores, and its proof tooling.
+
+Each command is a thin shell: it parses and checks its options (typer),
+runs one trio program, and prints a table for people or JSON for scripts.
+`_operate` serves, speaks Host Factory and inspects; `_stores` initialises
+and migrates stores; `_proof` load-tests, simulates, soaks and crashes;
+`_output` is what they share. `hostsmith.actors.cli` registers them.
+
+May import every other package; it is the only importer of `proof`.
+"""
+
+from __future__ import annotations
+
+from hostsmith.actors.commands._operate import (
+    config_check as config_check,
+    events as events,
+    hf as hf,
+    machines_list as machines_list,
+    requests_list as requests_list,
+    requests_show as requests_show,
+    serve as serve,
+    templates_list as templates_list,
+)
+from hostsmith.actors.commands._output import (
+    console as console,
+    fail as fail,
+    stderr as stderr,
+)
+from hostsmith.actors.commands._proof import (
+    crash as crash,
+    loadtest as loadtest,
+    simulate as simulate,
+    soak as soak,
+)
+from hostsmith.actors.commands._stores import (
+    migrate as migrate,
+    stores_init as stores_init,
+)
+
+__all__ = [
+    "config_check",
+    "console",
+    "crash",
+    "events",
+    "fail",
+    "hf",
+    "loadtest",
+    "machines_list",
+    "migrate",
+    "requests_list",
+    "requests_show",
+    "serve",
+    "simulate",
+    "soak",
+    "stderr",
+    "stores_init",
+    "templates_list",
+]

@@ -1,0 +1,306 @@
+"""The operator's commands: run the daemon, speak Host Factory, and look inside.
+
+`serve` runs the daemon; `hf` speaks Host Factory's JSON protocol to a
+daemon or, with no daemon, to the store in process; `config check`,
+`templates`, `requests`, `machines` and `events` show what hostsmith knows,
+read from the store without driving any request forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import msgspec
+import trio
+import typer
+from rich.table import Table
+
+from hostsmith.actors.commands._output import (
+    ConfigOption,
+    JsonOption,
+    configuration,
+    console,
+    fail,
+    table,
+)
+from hostsmith.actors.errors import (
+    HostsmithError,
+    InternalError,
+    UnknownCommand,
+    as_hostsmith_error,
+    redact,
+)
+from hostsmith.actors.hostfactory import COMMANDS, RequestStatus, decode
+from hostsmith.actors.server import configure_logging, serve as serve_daemon, tune_process
+from hostsmith.actors.service import (
+    Application,
+    Config,
+    answer,
+    describe,
+    load_config,
+    load_templates,
+    open_application,
+)
+from hostsmith.runtime import RuntimeFault, StoredEvent
+from hostsmith.stores import (
+    open_store,
+)
+
+
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default 8642).")] = None,
+) -> None:
+    """Run the daemon: the Host Factory HTTP API on the configured store and provider."""
+    settings = configuration(config)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        settings = msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(settings.server, **overrides)
+        )
+    configure_logging(settings.log)
+    tune_process()
+    try:
+        trio.run(serve_daemon, settings)
+    except (HostsmithError, RuntimeFault, OSError) as error:
+        fail(str(error))
+    except BaseExceptionGroup as group:
+        fail(as_hostsmith_error(group, "serve").message)
+
+
+def hf(
+    command: Annotated[str, typer.Argument(help=f"One of: {', '.join(COMMANDS)}.")],
+    file: Annotated[
+        pathlib.Path | None, typer.Option("--file", "-f", help="Read the JSON input from FILE.")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="The JSON input itself.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="A running daemon (default: HOSTSMITH_URL or config url).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Speak Host Factory's provider protocol: JSON in, JSON out, as the HF scripts expect."""
+    if command not in COMMANDS:
+        hf_fail(UnknownCommand(command, COMMANDS).message)
+    if file is not None:
+        try:
+            body = file.read_bytes()
+        except OSError as error:
+            hf_fail(f"cannot read input file {file}: {error.strerror}")
+    else:
+        body = (data or "").encode()
+    try:
+        settings = load_config(config)
+    except HostsmithError as error:
+        hf_fail(error.message)
+    target = url or settings.url
+    if target:
+        status, answer_bytes = hf_remote(target, command, body, settings.server.token)
+        print_json(answer_bytes)
+        raise typer.Exit(0 if status == 200 else 1)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        result = trio.run(hf_in_process, settings, command, body)
+    except Exception as failure:  # trio hands errors over in exception groups
+        error = as_hostsmith_error(failure, command)
+        if isinstance(error, InternalError):
+            logging.getLogger("hostsmith.hf").exception("%s failed", command)
+        hf_fail(error.message)
+    print_json(msgspec.json.encode(result))
+
+
+def hf_fail(message: str) -> NoReturn:
+    print_json(msgspec.json.encode({"message": redact(message)}))
+    raise typer.Exit(1)
+
+
+def print_json(body: bytes) -> None:
+    try:
+        text = msgspec.json.format(body, indent=2).decode()
+    except msgspec.DecodeError:
+        text = msgspec.json.encode({"message": body.decode(errors="replace")}).decode()
+    sys.stdout.write(text + "\n")
+
+
+def hf_remote(url: str, command: str, body: bytes, token: str) -> tuple[int, bytes]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/api/v1/{command}", content=body, headers=headers, timeout=60
+        )
+    except httpx.HTTPError as error:
+        hf_fail(f"cannot reach the hostsmith daemon at {url}: {error}")
+    return response.status_code, response.content
+
+
+async def hf_in_process(config: Config, command: str, body: bytes) -> dict[str, Any]:
+    async with open_application(config, drive=False) as application:
+        service = application.service
+        given = decode(command, body)
+        if isinstance(given, RequestStatus):
+            ids = [
+                r.request_id
+                for r in (given.requests if isinstance(given.requests, list) else [given.requests])
+            ]
+            await service.advance(ids)
+        result = await answer(service, command, body)
+        if command == "requestMachines":
+            await service.advance([result["requestId"]])
+        return result
+
+
+def config_check(config: ConfigOption = None) -> None:
+    """Print the effective configuration, or name the bad key and why."""
+    settings = configuration(config)
+    try:
+        load_templates(settings.templates_path)
+    except HostsmithError as error:
+        fail(error.message)
+    sys.stdout.write(
+        msgspec.json.format(msgspec.json.encode(describe(settings)), indent=2).decode() + "\n"
+    )
+
+
+def inspect(settings: Config, view: Callable[[Application], Awaitable[Any]]) -> Any:
+    """Run `view` on the application in this process, without driving requests."""
+
+    async def run() -> Any:
+        async with open_application(settings, drive=False) as application:
+            return await view(application)
+
+    try:
+        return trio.run(run)
+    except (HostsmithError, RuntimeFault, OSError) as error:
+        fail(str(error))
+    except BaseExceptionGroup as group:
+        fail(as_hostsmith_error(group, "the inspection").message)
+
+
+def templates_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Each template with its limit and how many more machines it can provide now."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> list[dict[str, Any]]:
+        listed = (await application.service.get_available_templates())["templates"]
+        return [
+            {
+                "templateId": t["templateId"],
+                "priceType": t["priceType"],
+                "maxNumber": t["maxNumber"],
+                "availableNumber": t["availableNumber"],
+                "vmType": t.get("vmType") or ",".join(t.get("vmTypes") or {}),
+            }
+            for t in listed
+        ]
+
+    table(inspect(settings, view), as_json, "no templates are configured")
+
+
+def requests_list(
+    config: ConfigOption = None,
+    status: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every request, newest first, with its state and machine count."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> list[dict[str, Any]]:
+        rows = []
+        for request in sorted(
+            application.service.requests.values(), key=lambda r: r.opened_at, reverse=True
+        ):
+            if status is None or request.status == status:
+                rows.append(
+                    {
+                        "requestId": request.request_id,
+                        "kind": request.kind,
+                        "template": request.template_id,
+                        "status": request.status,
+                        "machines": len(request.machines),
+                        "opened": time.strftime(
+                            "%Y-%m-%d %H:%M:%S", time.gmtime(request.opened_at)
+                        ),
+                    }
+                )
+        return rows
+
+    table(inspect(settings, view), as_json, "no requests")
+
+
+def requests_show(
+    request_id: Annotated[str, typer.Argument(help="req-… or ret-…")], config: ConfigOption = None
+) -> None:
+    """One request as getRequestStatus reports it."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> dict[str, Any]:
+        return await application.service.get_request_status([request_id])
+
+    shown = inspect(settings, view)["requests"][0]
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
+    if shown["message"] == f"request {request_id} is unknown":
+        raise typer.Exit(1)
+
+
+def machines_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Every machine hostsmith provisioned, with the request that asked for it."""
+    settings = configuration(config)
+
+    async def view(application: Application) -> list[dict[str, Any]]:
+        service = application.service
+        return [
+            {
+                "machineId": machine.machine_id,
+                "name": machine.name,
+                "state": machine.state,
+                "privateIp": machine.private_ip,
+                "request": service.owner_of_machine.get(machine.machine_id, ""),
+            }
+            for machine in service.machine_by_name.values()
+        ]
+
+    table(inspect(settings, view), as_json, "no machines")
+
+
+def events(
+    stream: Annotated[
+        str, typer.Argument(help="A stream, e.g. request-req-… or template-OnDemand.")
+    ],
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> None:
+    """The audit trail of one stream: every event's time, version, type and correlation id."""
+    settings = configuration(config)
+    try:
+        stored = trio.run(read_stream, settings.store_url, stream)
+    except RuntimeFault as error:
+        fail(str(error))
+    if not stored:
+        fail(f"stream {stream!r} has no events in {settings.store_url}")
+    if as_json:
+        for event in stored:
+            entry = msgspec.structs.asdict(event)
+            entry["data"] = msgspec.json.decode(event.data)
+            sys.stdout.write(msgspec.json.encode(entry).decode() + "\n")
+        return
+    shown = Table("version", "time (UTC)", "type", "correlation id", "data")
+    for event in stored:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.recorded_at))
+        shown.add_row(
+            str(event.version), when, event.type, event.correlation_id, event.data.decode()
+        )
+    console.print(shown)
+
+
+async def read_stream(url: str, stream: str) -> list[StoredEvent]:
+    async with open_store(url) as store:
+        return await store.read(stream)

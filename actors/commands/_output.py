@@ -1,0 +1,87 @@
+"""What every `hostsmith` command shares: its consoles, its one-line errors, its output.
+
+Errors a user can fix are printed as one line naming the problem, with exit
+status 2, and never a traceback; results are a rich table for people or
+one JSON document for scripts (`--json`). Kept apart from the commands so
+that each command module reads as its options and its one trio program.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from typing import Annotated, Any, NoReturn
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hostsmith.actors.errors import ConfigError, redact
+from hostsmith.actors.service import Config, load_config
+
+console = Console()
+stderr = Console(stderr=True)
+
+
+def fail(message: str, exit_code: int = 2) -> NoReturn:
+    """One line on stderr naming the problem, and the exit status; never a traceback."""
+    stderr.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exit_code)
+
+
+def positive(name: str, value: int) -> int:
+    if value < 1:
+        fail(f"--{name} must be at least 1, not {value}")
+    return value
+
+
+ConfigOption = Annotated[
+    pathlib.Path | None,
+    typer.Option("--config", "-c", help="TOML config file (HOSTSMITH_* variables override it)."),
+]
+
+
+def configuration(path: pathlib.Path | None) -> Config:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        fail(str(error))
+    return config
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def table(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+        return
+    if not rows:
+        console.print(empty)
+        return
+    shown = Table(*rows[0].keys())
+    for row in rows:
+        shown.add_row(*(str(value) for value in row.values()))
+    console.print(shown)
+
+
+def show(report: msgspec.Struct, as_json: bool) -> None:
+    fields = msgspec.structs.asdict(report)
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(fields).decode() + "\n")
+        return
+    shown = Table(show_header=False, box=None)
+    per_call = fields.pop("calls", None)
+    if isinstance(per_call, dict) and fields.get("cycle") is not None:
+        per_call = per_call | {"whole cycle": fields["cycle"]}
+    fields.pop("cycle", None)
+    for key, value in fields.items():
+        shown.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    console.print(shown)
+    if isinstance(per_call, dict):
+        calls = Table("call", "calls", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms")
+        for command, figures in per_call.items():
+            row = msgspec.structs.astuple(figures)
+            calls.add_row(command, *(f"{v:,}" for v in row))
+        console.print(calls)

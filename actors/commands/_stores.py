@@ -1,0 +1,138 @@
+"""The store commands: `stores init` and `migrate` (with `--verify-only`).
+
+Migration shows a progress bar on a terminal and a line per batch
+otherwise, and ends with the verification table (or JSON); a difference
+between the stores is an error naming the first streams that differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import msgspec
+import trio
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from hostsmith.actors.commands._output import (
+    fail,
+    positive,
+    stderr,
+    table,
+)
+from hostsmith.runtime import RuntimeFault
+from hostsmith.stores import (
+    MigrationReport,
+    Verification,
+    migrate as migrate_store,
+    open_store,
+    verify,
+)
+from hostsmith.stores._dynamodb import create_table
+
+
+def stores_init(
+    url: Annotated[str, typer.Argument(help="e.g. dynamodb://TABLE?region=REGION")],
+) -> None:
+    """Create what a store needs (a DynamoDB table); safe to run again."""
+    parts = urlsplit(url)
+    if parts.scheme != "dynamodb":
+        try:
+            trio.run(_open_and_close, url)
+        except RuntimeFault as error:
+            fail(str(error))
+        sys.stdout.write(f"{url} is ready (it needs no set-up beyond opening it)\n")
+        return
+    try:
+        created = trio.run(create_table, parts)
+    except RuntimeFault as error:
+        fail(str(error))
+    except Exception as error:  # credentials, endpoint, permissions
+        fail(f"cannot create the DynamoDB table for {url}: {type(error).__name__}: {error}")
+    sys.stdout.write(f"created {url}\n" if created else f"{url} exists already\n")
+
+
+async def _open_and_close(url: str) -> None:
+    async with open_store(url):
+        pass
+
+
+def migrate(
+    source: Annotated[
+        str, typer.Option("--from", help="The store to copy, e.g. sqlite:///old/events.db")
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="The store to fill, e.g. json:///new?layout=split")
+    ],
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Only compare the two stores.")
+    ] = False,
+    batch: Annotated[int, typer.Option(help="Events per read and per append.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Copy every event, snapshot and checkpoint from one store to another, then verify.
+
+    Run it again after an interruption and it carries on where it stopped. It
+    refuses a target that already holds different data.
+    """
+    positive("batch", batch)
+    try:
+        report = trio.run(run_migration, source, target, verify_only, batch, as_json)
+    except RuntimeFault as error:
+        fail(str(error))
+    verification = report.verification if isinstance(report, MigrationReport) else report
+    summary = {
+        "from": source,
+        "to": target,
+        "events": verification.events,
+        "streams": verification.streams,
+        "verified": verification.ok,
+        "mismatches": verification.mismatches,
+    }
+    if isinstance(report, MigrationReport):
+        summary |= {
+            "copied": report.copied,
+            "resumed_from": report.resumed_from,
+            "snapshots": report.snapshots,
+            "checkpoints": report.checkpoints,
+        }
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    else:
+        table([{"what": key, "value": value} for key, value in summary.items()], False, "")
+    if not verification.ok:
+        fail("the stores differ: " + "; ".join(verification.mismatches[:5]))
+
+
+async def run_migration(
+    source_url: str, target_url: str, verify_only: bool, batch: int, quiet: bool
+) -> MigrationReport | Verification:
+    async with open_store(source_url) as source, open_store(target_url) as target:
+        if verify_only:
+            return await verify(source, target, batch=batch)
+        with Progress(
+            TextColumn("copying events"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=quiet and not stderr.is_terminal,
+        ) as bar:
+            task = bar.add_task("copy", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+                if not stderr.is_terminal:
+                    stderr.print(f"copied {done} of {total} events", highlight=False)
+
+            return await migrate_store(source, target, batch=batch, progress=advance)

@@ -1,0 +1,117 @@
+"""What must hold in a store after any crash, fault or schedule: the checks, read off the log.
+
+The deterministic simulation and the crash suite both end by reading the
+whole event log and the sim cloud's file and asking the same questions.
+They read the log itself, not the service's answers, so a check does not
+trust the code it checks:
+
+- every acknowledged request id has its request in the log (nothing
+  acknowledged was lost), and, once the run has calmed down, it has settled;
+- every stream's versions run 1, 2, 3, ... with no gap, and no event id
+  appears twice (nothing duplicated);
+- no machine was provisioned twice: the cloud holds at most the requested
+  count per request, and no machine was launched into two requests;
+- optionally, every machine in the cloud is gone (terminated or reclaimed).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+from collections.abc import Iterable
+
+import msgspec
+
+from hostsmith.actors.hostfactory import REQUEST, AcquireOpened, MachinesLaunched, Request
+from hostsmith.runtime import EventStore, StoredEvent
+
+
+async def read_everything(store: EventStore) -> list[StoredEvent]:
+    events: list[StoredEvent] = []
+    while batch := await store.read_all(events[-1].position if events else 0, 10_000):
+        events += batch
+    return events
+
+
+def requests_in(events: Iterable[StoredEvent]) -> dict[str, Request]:
+    """Every request's state, replayed from the log."""
+    states: dict[str, Request] = {}
+    decode = REQUEST.events.decode
+    for event in events:
+        if event.stream.startswith("request-"):
+            request_id = event.stream.removeprefix("request-")
+            state = states.get(request_id) or Request(request_id=request_id)
+            states[request_id] = REQUEST.evolve(
+                state, decode(event.type, event.schema_version, event.data)
+            )
+    return states
+
+
+def check_acknowledged(
+    events: list[StoredEvent], acknowledged: Iterable[str], *, settled: bool
+) -> list[str]:
+    states = requests_in(events)
+    found = []
+    for request_id in acknowledged:
+        state = states.get(request_id)
+        if state is None or state.kind is None:
+            found.append(f"acknowledged {request_id} is not in the log")
+        elif settled and not state.settled:
+            found.append(f"acknowledged {request_id} never finished ({state.status})")
+    return found
+
+
+def check_log(events: list[StoredEvent]) -> list[str]:
+    found = []
+    last: dict[str, int] = {}
+    seen_ids: set[str] = set()
+    for event in events:
+        expected = last.get(event.stream, 0) + 1
+        if event.version != expected:
+            found.append(f"{event.stream}: version {event.version} where {expected} was due")
+        last[event.stream] = event.version
+        if event.event_id in seen_ids:
+            found.append(f"event id {event.event_id} written twice")
+        seen_ids.add(event.event_id)
+    return found
+
+
+def check_cloud(
+    cloud_path: pathlib.Path, events: list[StoredEvent], *, now: float, all_gone: bool
+) -> list[str]:
+    """No machine provisioned twice; with `all_gone`, every machine terminated or reclaimed."""
+    found = []
+    owner: dict[str, str] = {}
+    asked: dict[str, int] = {}
+    decode = REQUEST.events.decode
+    for event in events:
+        if event.type not in ("MachinesLaunched", "AcquireOpened"):
+            continue
+        decoded = decode(event.type, event.schema_version, event.data)
+        if isinstance(decoded, AcquireOpened):
+            asked[event.stream.removeprefix("request-")] = decoded.count
+        elif isinstance(decoded, MachinesLaunched):
+            for machine in decoded.machines:
+                first = owner.setdefault(machine.machine_id, event.stream)
+                if first != event.stream:
+                    found.append(
+                        f"machine {machine.machine_id} launched by {first} and {event.stream}"
+                    )
+    with sqlite3.connect(f"file:{cloud_path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT token, count(*), "
+            "sum(terminate_at IS NULL AND (reclaim_at IS NULL OR reclaim_at > ?)) "
+            "FROM instances GROUP BY token",
+            (now,),
+        ).fetchall()
+    for token, launched, alive in rows:
+        if launched > asked.get(token, 0):
+            found.append(f"{token}: {launched} machines for {asked.get(token, 0)} asked")
+        if all_gone and alive:
+            found.append(f"{token}: {alive} machines never terminated")
+    return found
+
+
+def fingerprint_parts(event: StoredEvent) -> bytes:
+    """What of an event belongs to a run's trace (ids and times differ per process)."""
+    return msgspec.json.encode((event.stream, event.version, event.type)) + event.data

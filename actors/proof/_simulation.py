@@ -1,0 +1,301 @@
+"""Deterministic simulation: the service on virtual time, under faults, replayed from a seed.
+
+`simulate(seed, workdir)` builds the in-process service (runtime, Host
+Factory service and its driver) on the `sim` cloud and a chaotic journal
+(`FaultyStore` over `MemoryStore`: failed writes, conflicts, lost
+acknowledgements, slow batches, and stalls past an ask's timeout). A few
+simulated Host Factory clients run their cycle through it while the faults
+rain down. Then the journal calms
+down, whatever machines are still out are returned, and the run checks what
+must hold after any schedule and any fault:
+
+- every acknowledged request id is known to hostsmith and settled;
+- every stream's versions run 1, 2, 3, ... with no gap, and event ids are unique;
+- no simulated machine was provisioned twice: the cloud holds at most the
+  requested count per request, and no machine belongs to two requests;
+- every machine is terminated, and all capacity is given back.
+
+Why it is deterministic: everything that could vary comes from the seed.
+Time is trio's `MockClock` (autojump, so an idle hour costs nothing); the
+sim cloud draws from a hash of its seed; the journal's faults, the runtime's
+jitter and the minted request ids come from `random.Random` streams named
+after the seed; and trio's scheduler is switched to the deterministic,
+seeded order it keeps for Hypothesis. The trace is the log itself: each
+event's stream, version, type and data, in commit order (event ids,
+correlation ids and timestamps differ per process and are left out). Its
+digest is the run's fingerprint, so "same seed, same trace" is checked by
+comparing two digests, and `hostsmith simulate --seed N` replays any run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import random
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+import trio
+import trio.testing
+from trio._core import _run as trio_scheduler  # the scheduler's seeded mode (see above)
+
+from hostsmith.actors.hostfactory import CAPACITY
+from hostsmith.actors.proof._invariants import (
+    check_acknowledged,
+    check_cloud,
+    check_log,
+    fingerprint_parts,
+    read_everything,
+)
+from hostsmith.actors.proof.loadtest import (
+    CallFailed,
+    HostFactoryCall,
+    Recorder,
+    calls_into,
+    host_factory_client,
+)
+from hostsmith.actors.providers import GatewayPolicy
+from hostsmith.actors.providers.sim import SimProvider, SimSettings
+from hostsmith.actors.service import (
+    Application,
+    Config,
+    RequestSettings,
+    load_templates,
+    open_service,
+)
+from hostsmith.runtime import RuntimeFault, StoredEvent
+from hostsmith.runtime.testing import Chances, FaultyStore, MemoryStore
+
+EPOCH = 1_767_225_600.0  # 2026-01-01, so event times read as dates
+CALM_LIMIT = 6 * 3600.0
+"""Virtual seconds the calm phase may take to settle everything before that is a failure."""
+
+
+class Scenario(msgspec.Struct, frozen=True, kw_only=True):
+    """What one seed sets up: the workload, the cloud and the journal's faults."""
+
+    seed: int
+    clients: int
+    cycles: int
+    machines: int
+    template_id: str
+    sim: SimSettings
+    chances: dict[str, float]
+
+    @classmethod
+    def from_seed(cls, seed: int, template_ids: list[str]) -> Scenario:
+        draw = random.Random(f"{seed}/scenario")
+        return cls(
+            seed=seed,
+            clients=draw.randint(1, 6),
+            cycles=draw.randint(1, 3),
+            machines=draw.randint(1, 6),
+            template_id=draw.choice(template_ids),
+            sim=SimSettings(
+                seed=seed,
+                latency=draw.choice([0.01, 0.1, 0.5]),
+                boot_time=draw.uniform(1, 90),
+                shutdown_time=draw.uniform(1, 30),
+                capacity=draw.randint(4, 40),
+                failure_rate=draw.choice([0.0, 0.05, 0.2]),
+                spot_reclaim_rate=draw.choice([0.0, 0.2]),
+                spot_lifetime=300.0,
+                reclaim_notice=60,
+            ),
+            chances={
+                "failure": draw.choice([0.0, 0.02, 0.1]),
+                "conflict": draw.choice([0.0, 0.05, 0.2]),
+                "lost_ack": draw.choice([0.0, 0.02, 0.1]),
+                "max_delay": draw.choice([0.0, 0.01, 0.3]),
+                "stall": draw.choice([0.0, 0.0, 0.02]),
+            },
+        )
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    seed: int
+    fingerprint: str
+    events: int
+    acknowledged: int
+    failed_calls: int
+    injected: dict[str, int]
+    virtual_seconds: float
+    violations: list[str]
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+
+def repro_command(seed: int) -> str:
+    return f"hostsmith simulate --seed {seed}"
+
+
+def simulate(seed: int, workdir: pathlib.Path) -> Outcome:
+    """Run one seed to the end (synchronously: it owns its trio run and clock)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = Config(
+        data_dir=str(workdir),
+        requests=RequestSettings(timeout=600.0, poll_interval=2.0, retention=900.0),
+        gateway=GatewayPolicy(max_concurrent=4, call_timeout=10.0, attempts=4, reset_timeout=20.0),
+    )
+    templates = load_templates(config.templates_path)
+    scenario = Scenario.from_seed(seed, sorted(templates))
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    with _seeded_randomness(seed):
+        return trio.run(_simulate, scenario, config, workdir, clock=clock)
+
+
+@contextmanager
+def _seeded_randomness(seed: int) -> Iterator[None]:
+    """Seed trio's scheduler (in its deterministic mode) and the `random` module
+    (stamina draws its retry jitter there), and put both back afterwards."""
+    saved = (
+        trio_scheduler._ALLOW_DETERMINISTIC_SCHEDULING,
+        trio_scheduler._r.getstate(),
+        random.getstate(),
+    )
+    trio_scheduler._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio_scheduler._r.seed(f"{seed}/scheduler")
+    random.seed(f"{seed}/jitter")
+    try:
+        yield
+    finally:
+        trio_scheduler._ALLOW_DETERMINISTIC_SCHEDULING = saved[0]  # type: ignore[misc]
+        trio_scheduler._r.setstate(saved[1])
+        random.setstate(saved[2])
+
+
+def _epoch() -> float:
+    return EPOCH + trio.current_time()
+
+
+async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -> Outcome:
+    seed = scenario.seed
+    log = MemoryStore()
+    journal = FaultyStore(
+        log, chaos=(random.Random(f"{seed}/journal"), Chances(**scenario.chances))
+    )
+    cloud_path = workdir / "sim-cloud.db"
+    cloud_path.unlink(missing_ok=True)
+    cloud = SimProvider(cloud_path, scenario.sim, clock=_epoch)
+    minted = random.Random(f"{seed}/ids")
+    templates = load_templates(config.templates_path)
+    recorder = Recorder()
+    violations: list[str] = []
+    try:
+        async with open_service(
+            config,
+            journal,
+            cloud,
+            templates,
+            clock=_epoch,
+            rng=random.Random(f"{seed}/runtime"),
+            new_request_id=lambda prefix: f"{prefix}-{minted.getrandbits(64):016x}",
+        ) as application:
+            call = calls_into(application.service)
+            async with trio.open_nursery() as clients:
+                for _ in range(scenario.clients):
+                    clients.start_soon(_client, recorder, call, scenario)
+            journal.chaos = None  # the storm is over: now everything must settle
+            with trio.move_on_after(CALM_LIMIT) as calm:
+                await _return_leftovers(application, call)
+            if calm.cancelled_caught:
+                violations.append(f"not settled {CALM_LIMIT:.0f} s after the faults stopped")
+            violations += await _check(application, recorder, cloud, log)
+    except Exception:  # a crash is a finding, reported with its seed
+        violations.append("crashed:\n" + traceback.format_exc())
+    finally:
+        cloud.close()
+    events = await read_everything(log)
+    return Outcome(
+        seed=seed,
+        fingerprint=_fingerprint(events),
+        events=len(events),
+        acknowledged=len(recorder.acknowledged),
+        failed_calls=sum(recorder.errors.values()),
+        injected=journal.injected,
+        virtual_seconds=round(trio.current_time(), 3),
+        violations=violations,
+    )
+
+
+async def _client(recorder: Recorder, call: HostFactoryCall, scenario: Scenario) -> None:
+    await host_factory_client(
+        recorder,
+        call,
+        template_id=scenario.template_id,
+        machines=scenario.machines,
+        cycles=scenario.cycles,
+        poll_interval=5.0,
+        poll_limit=400,
+    )
+
+
+STILL_OUT = frozenset({"running", "shutting-down", "stopping", "stopped"})
+
+
+async def _return_leftovers(application: Application, call: HostFactoryCall) -> None:
+    """Return every machine still out, until every request has settled and
+    every reservation is given back (orphans are released by the service itself).
+
+    As Host Factory does, a machine whose return gave up before it was
+    terminated (it may be shutting down) is returned again."""
+    service = application.service
+    while True:
+        running = [m for m in service.machine_by_name.values() if m.state in STILL_OUT]
+        unsettled = [r for r in service.requests.values() if not r.settled]
+        try:
+            reserved = [
+                (await application.runtime.get(CAPACITY, template_id).state()).reserved
+                for template_id in service.templates
+            ]
+        except RuntimeFault:  # a write stalled in the storm may still hold the ledger up
+            reserved = [{"(not known yet)": 1}]
+        if not running and not unsettled and not any(reserved):
+            return
+        for machine in running:
+            try:
+                await call(
+                    "requestReturnMachines",
+                    {"machines": [{"name": machine.name, "machineId": machine.machine_id}]},
+                )
+            except CallFailed:
+                pass  # already claimed by a return in flight, or refused: look again later
+        await trio.sleep(30)
+
+
+async def _check(
+    application: Application, recorder: Recorder, cloud: SimProvider, log: MemoryStore
+) -> list[str]:
+    events = await read_everything(log)
+    found = check_acknowledged(events, recorder.acknowledged, settled=True)
+    found += check_log(events)
+    found += check_cloud(cloud.path, events, now=_epoch(), all_gone=True)
+    for template_id in application.service.templates:
+        capacity = await application.runtime.get(CAPACITY, template_id).state()
+        if capacity.reserved:
+            found.append(f"capacity of {template_id} still reserved: {capacity.reserved}")
+    return found
+
+
+def _fingerprint(events: list[StoredEvent]) -> str:
+    digest = hashlib.sha256()
+    for event in events:
+        digest.update(fingerprint_parts(event))
+    return digest.hexdigest()[:16]
+
+
+def run_seeds(seeds: range, workdir: pathlib.Path, *, twice: bool = False) -> Iterator[Outcome]:
+    """Simulate each seed in turn; with `twice`, run each again and flag a differing trace."""
+    for seed in seeds:
+        outcome = simulate(seed, workdir / str(seed))
+        if twice:
+            again = simulate(seed, workdir / f"{seed}-again")
+            if again.fingerprint != outcome.fingerprint:
+                outcome.violations.append(
+                    f"not deterministic: trace {outcome.fingerprint} then {again.fingerprint}"
+                )
+        yield outcome

@@ -1,0 +1,74 @@
+"""Load generators: the engine's counter, a store's raw appends, replay, and Host Factory's cycle.
+
+Clients are actors on hostsmith's own runtime. Latency is recorded in HDR
+histograms per call; an open loop is timed from each cycle's due moment,
+so a slow server cannot hide its queueing (no coordinated omission).
+Reports are JSON for scripts, a live table for people, and an HTML or PNG
+plot.
+"""
+
+from __future__ import annotations
+
+from hostsmith.actors.proof.loadtest._appends import (
+    run_appends as run_appends,
+)
+from hostsmith.actors.proof.loadtest._counter import (
+    CounterLoad as CounterLoad,
+    resident_set_bytes as resident_set_bytes,
+    run_counter as run_counter,
+    run_resident_memory as run_resident_memory,
+)
+from hostsmith.actors.proof.loadtest._counter_aggregate import (
+    COUNTER as COUNTER,
+    Counter as Counter,
+    Increment as Increment,
+)
+from hostsmith.actors.proof.loadtest._hostfactory import (
+    CallFailed as CallFailed,
+    CycleShape as CycleShape,
+    HostFactoryCall as HostFactoryCall,
+    HostFactoryReport as HostFactoryReport,
+    Offer as Offer,
+    Recorder as Recorder,
+    calls_into as calls_into,
+    host_factory_client as host_factory_client,
+    over_http as over_http,
+    poll_status as poll_status,
+    run_hostfactory as run_hostfactory,
+)
+from hostsmith.actors.proof.loadtest._replay import (
+    run_activation as run_activation,
+    run_replay as run_replay,
+)
+from hostsmith.actors.proof.loadtest._report import (
+    ReportError as ReportError,
+    check_report_path as check_report_path,
+    write_report as write_report,
+)
+
+__all__ = [
+    "COUNTER",
+    "CallFailed",
+    "Counter",
+    "CounterLoad",
+    "CycleShape",
+    "HostFactoryCall",
+    "HostFactoryReport",
+    "Increment",
+    "Offer",
+    "Recorder",
+    "ReportError",
+    "calls_into",
+    "check_report_path",
+    "host_factory_client",
+    "over_http",
+    "poll_status",
+    "resident_set_bytes",
+    "run_activation",
+    "run_appends",
+    "run_counter",
+    "run_hostfactory",
+    "run_replay",
+    "run_resident_memory",
+    "write_report",
+]

@@ -1,0 +1,48 @@
+"""Providers: the clouds hostsmith provisions on, and the one gateway every call goes through.
+
+- `Provider` is the protocol a cloud implements: provision, describe,
+  terminate, reclaim notices. Its errors are `TransientProviderError` and
+  `PermanentProviderError` (from `hostsmith.actors.errors`).
+- `Gateway` wraps any provider in one resilience policy (`GatewayPolicy`,
+  the `[gateway]` section): a concurrency cap, deadlines, retries and a
+  circuit breaker.
+- `ProviderRegistry` finds `ProviderPlugin`s by name through the
+  `hostsmith.providers` entry points. `sim` and `aws` live in subpackages
+  of their own and are registered there like anyone else's.
+
+May import: `hostsmith.runtime`, `hostsmith.actors.errors` and
+`hostsmith.actors.hostfactory`. This package's `__init__` never imports a
+provider subpackage: a plugin is imported when it is used.
+"""
+
+from __future__ import annotations
+
+from hostsmith.actors.providers._gateway import (
+    Gateway as Gateway,
+    GatewayPolicy as GatewayPolicy,
+    is_transient as is_transient,
+)
+from hostsmith.actors.providers._protocol import (
+    Provider as Provider,
+    Provisioned as Provisioned,
+    ReclaimNotice as ReclaimNotice,
+)
+from hostsmith.actors.providers._registry import (
+    ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
+    ProviderContext as ProviderContext,
+    ProviderPlugin as ProviderPlugin,
+    ProviderRegistry as ProviderRegistry,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Gateway",
+    "GatewayPolicy",
+    "Provider",
+    "ProviderContext",
+    "ProviderPlugin",
+    "ProviderRegistry",
+    "Provisioned",
+    "ReclaimNotice",
+    "is_transient",
+]

@@ -1,0 +1,117 @@
+"""The provider gateway: every call to a cloud goes through here.
+
+It applies one resilience policy to whatever provider it wraps:
+- a concurrency cap (`max_concurrent` calls in flight), because clouds rate
+  limit their APIs and a burst of requests must queue here, not there;
+- a deadline on every attempt (`trio.fail_after`), so a hung call ends;
+- retries of transient errors and timeouts with exponential backoff and
+  jitter (stamina); permanent errors are never retried;
+- a circuit breaker shared by all calls: under a sustained outage it opens
+  and calls fail at once with `CircuitOpen` until a probe succeeds, so the
+  provider is not hammered while it is down.
+
+It is an object rather than an actor with a mailbox: calls are independent
+and should run concurrently up to the cap, and the cap *is* the bounded
+queue (callers wait for a slot, in order).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
+
+import msgspec
+import stamina
+import trio
+
+from hostsmith.actors.errors import ProviderError
+from hostsmith.actors.hostfactory import StateChange, Template
+from hostsmith.actors.providers._protocol import Provider, Provisioned, ReclaimNotice
+from hostsmith.runtime import CircuitBreaker, CircuitState
+
+log = logging.getLogger("hostsmith.gateway")
+T = TypeVar("T")
+
+
+class GatewayPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[gateway]` section of the config file."""
+
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Provider calls in flight at once; the rest wait their turn here."""
+    call_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """Seconds one attempt may take."""
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
+    wait_initial: Annotated[float, msgspec.Meta(ge=0)] = 0.2
+    wait_max: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    failure_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
+    """Consecutive transient failures that open the circuit."""
+    reset_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """Seconds the open circuit waits before it lets a probe through."""
+
+
+def is_transient(error: Exception) -> bool:
+    """Worth retrying: the provider said so, or the attempt ran out of time."""
+    if isinstance(error, ProviderError):
+        return error.transient
+    return isinstance(error, trio.TooSlowError)
+
+
+class Gateway:
+    def __init__(self, provider: Provider, policy: GatewayPolicy | None = None) -> None:
+        self.provider = provider
+        self.policy = policy = policy or GatewayPolicy()
+        self.calls = 0
+        self.retries = 0
+        self._slots = trio.CapacityLimiter(policy.max_concurrent)
+        self.breaker = CircuitBreaker(
+            f"provider:{provider.name}",
+            failure_threshold=policy.failure_threshold,
+            reset_timeout=policy.reset_timeout,
+            counts_as_failure=is_transient,
+            on_change=self._circuit_changed,
+        )
+
+    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        return await self._call("provision", self.provider.provision, request_id, template, count)
+
+    async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
+        return await self._call("describe", self.provider.describe, machine_ids)
+
+    async def terminate(self, machine_ids: Sequence[str]) -> None:
+        await self._call("terminate", self.provider.terminate, machine_ids)
+
+    async def reclaim_notices(self) -> list[ReclaimNotice]:
+        return await self._call("reclaim_notices", self.provider.reclaim_notices)
+
+    async def _call(
+        self, operation: str, function: Callable[..., Awaitable[T]], *args: object
+    ) -> T:
+        policy = self.policy
+        async with self._slots:
+            first = True
+            async for attempt in stamina.retry_context(
+                on=is_transient,
+                attempts=policy.attempts,
+                timeout=None,  # bounded by attempts; stamina's timer is the wall clock
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+            ):
+                if not first:
+                    self.retries += 1
+                first = False
+                with attempt:
+                    self.calls += 1
+                    with self.breaker.guard(), trio.fail_after(policy.call_timeout):
+                        return await function(*args)
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    def _circuit_changed(self, breaker: CircuitBreaker, state: CircuitState) -> None:
+        level = logging.WARNING if state is CircuitState.OPEN else logging.INFO
+        log.log(
+            level,
+            "circuit %s is now %s after %d consecutive failures",
+            breaker.name,
+            state.value,
+            breaker.failures,
+        )

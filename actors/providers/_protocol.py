@@ -1,0 +1,54 @@
+"""The provider protocol: the four things hostsmith asks of a cloud.
+
+A provider is anything with these coroutine methods. `sim` and (later) `aws`
+implement it; the provider gateway wraps one with retries, a circuit
+breaker, deadlines and a concurrency cap, so a provider itself stays a thin
+translation of the cloud's API.
+
+- `provision(request_id, template, count)`: start up to `count` machines.
+  It must be idempotent per request id (a client token, or a tag), so that
+  retrying after a crash never creates machines twice: a repeat returns the
+  machines of the first call.
+- `describe(machine_ids)`: the current state of each machine it knows.
+- `terminate(machine_ids)`: begin taking machines down (idempotent).
+- `reclaim_notices()`: machines the cloud is about to take back or already
+  took, with the seconds of grace left (0 when already gone).
+
+Errors are classified at the source: `TransientProviderError` is worth a
+retry (throttling, capacity for now, a 5xx); `PermanentProviderError` is
+not (a bad image id, missing permissions), and fails the request with the
+provider's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from hostsmith.actors.hostfactory import Machine, StateChange, Template
+
+
+class Provisioned(msgspec.Struct, frozen=True):
+    machines: tuple[Machine, ...]
+    final: bool = True
+    """False when the cloud may still add machines to this request later."""
+
+
+class ReclaimNotice(msgspec.Struct, frozen=True):
+    machine_id: str
+    name: str
+    grace_period: int
+
+
+class Provider(Protocol):
+    name: str
+
+    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned: ...
+
+    async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]: ...
+
+    async def terminate(self, machine_ids: Sequence[str]) -> None: ...
+
+    async def reclaim_notices(self) -> list[ReclaimNotice]: ...

@@ -1,0 +1,91 @@
+"""The provider registry: which clouds hostsmith can talk to, found by name.
+
+A provider package offers one `ProviderPlugin`: its name, its config section
+(a msgspec Struct whose defaults are the only defaults of those settings),
+a check of the templates it is given, and how to open it. Plugins are found
+through the `hostsmith.providers` entry-point group, as stores are through
+`hostsmith.stores`, so adding a provider touches its own package and one line
+of pyproject.toml. sim and aws are registered there too, and nothing in
+hostsmith chooses a provider by comparing its name.
+
+The registry is a value passed to whoever needs it (`load_config`, the
+wiring); entry points are read when it is built, and a plugin's module is
+imported only when that plugin is used.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import msgspec
+
+from hostsmith.actors.errors import ConfigError
+from hostsmith.actors.hostfactory import Template
+from hostsmith.actors.providers._protocol import Provider
+
+ENTRY_POINT_GROUP = "hostsmith.providers"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What hostsmith gives a provider when it opens it."""
+
+    templates: dict[str, Template]
+    data_dir: pathlib.Path
+    """Where the provider may keep state of its own (the sim cloud keeps its machines here)."""
+    clock: Callable[[], float]
+    """Epoch seconds: virtual in tests, the wall clock in the daemon."""
+
+
+def accept_every_template(templates: dict[str, Template]) -> None:
+    """The default template check: a provider that needs nothing more from a template."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderPlugin:
+    name: str
+    settings: type[msgspec.Struct]
+    """The provider's config section, `[name]` in the config file; its defaults are the defaults."""
+    open: Callable[[Any, ProviderContext], AbstractAsyncContextManager[Provider]]
+    """Open the provider with its decoded section; it is closed when the block ends."""
+    check_templates: Callable[[dict[str, Template]], None] = accept_every_template
+    """Raise `TemplateError` naming a template this provider cannot launch."""
+
+
+@dataclass(slots=True)
+class ProviderRegistry:
+    """Plugins by name: those given, then those installed under the entry-point group."""
+
+    plugins: dict[str, ProviderPlugin] = field(default_factory=dict)
+    installed: dict[str, EntryPoint] = field(default_factory=dict)
+
+    @classmethod
+    def discover(cls, extra: Iterable[ProviderPlugin] = ()) -> ProviderRegistry:
+        found = {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+        return cls({plugin.name: plugin for plugin in extra}, found)
+
+    def names(self) -> list[str]:
+        return sorted(self.plugins.keys() | self.installed.keys())
+
+    def get(self, name: str) -> ProviderPlugin:
+        plugin = self.plugins.get(name)
+        if plugin is not None:
+            return plugin
+        entry = self.installed.get(name)
+        if entry is None:
+            raise ConfigError(
+                f"unknown provider {name!r}: the installed providers are {', '.join(self.names())}"
+            )
+        loaded = entry.load()
+        if not isinstance(loaded, ProviderPlugin) or loaded.name != name:
+            raise ConfigError(
+                f"the entry point {entry.value!r} for provider {name!r} "
+                "does not name a ProviderPlugin of that name"
+            )
+        self.plugins[name] = loaded
+        return loaded

@@ -1,0 +1,21 @@
+"""`aws`: EC2 through aiobotocore on its httpx backend: RunInstances, EC2 Fleet, Spot Fleet, ASG.
+
+`PLUGIN` is what the `hostsmith.providers` entry point names; `AwsSettings`
+is the `[aws]` section. aiobotocore (the `aws` extra) is imported only when
+the provider opens, so hostsmith runs without it on the other providers.
+"""
+
+from __future__ import annotations
+
+from hostsmith.actors.providers.aws._api import (
+    AwsApi as AwsApi,
+)
+from hostsmith.actors.providers.aws._provider import (
+    PLUGIN as PLUGIN,
+    AwsProvider as AwsProvider,
+    AwsSettings as AwsSettings,
+    check_templates as check_templates,
+    open_aws_provider as open_aws_provider,
+)
+
+__all__ = ["PLUGIN", "AwsApi", "AwsProvider", "AwsSettings", "check_templates", "open_aws_provider"]

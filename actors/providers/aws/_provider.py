@@ -1,0 +1,170 @@
+"""`aws`: the EC2 provider, on aiobotocore's httpx backend (native to trio).
+
+`AwsProvider` implements the provider protocol by dispatching on each
+template's `providerApi` to one of four handlers (`_aws_handlers`:
+RunInstances, EC2Fleet, SpotFleet, ASG); every AWS call goes through
+`_aws_api.AwsApi`, which classifies errors and finds instances by tag.
+
+Why it is built this way:
+- Idempotent per request id, as the provider protocol demands: every
+  instance carries the tag `hostsmith:request-id`, and a repeated
+  `provision` (the daemon crashed after the call but before recording its
+  answer) finds what the first call made instead of launching again.
+- Returning machines is the same for all handlers: the handler named by the
+  instance's `hostsmith:provider-api` tag releases them from their fleet or
+  group first, then they are terminated.
+- One retry policy, the gateway's: botocore's own retries are off.
+- Credentials and region come from the standard AWS chain (environment,
+  profile, instance role); `[aws] endpoint` points at a stand-in such as
+  moto. Templates are checked when the provider opens, so a template that
+  lacks what its handler needs is refused by name before any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import msgspec
+
+from hostsmith.actors.errors import (
+    ConfigError,
+    PermanentProviderError,
+    TemplateError,
+)
+from hostsmith.actors.hostfactory import StateChange, Template
+from hostsmith.actors.providers import ProviderContext, ProviderPlugin, Provisioned, ReclaimNotice
+from hostsmith.actors.providers.aws._api import (
+    API_TAG,
+    REQUEST_TAG,
+    AwsApi,
+    instance_state as _instance_state,
+    machine_name,
+    tag,
+)
+from hostsmith.actors.providers.aws._handlers import HANDLERS
+
+SPOT_NOTICE_SECONDS = 120
+"""AWS warns two minutes before it takes a spot instance back."""
+
+
+class AwsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[aws]` section of the config file."""
+
+    region: str = ""
+    """Empty: the standard chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)."""
+    endpoint: str = ""
+    """Empty: AWS itself. Set it to talk to a stand-in such as moto."""
+
+
+def check_templates(templates: dict[str, Template]) -> None:
+    """Refuse, by name, a template the aws provider cannot launch."""
+    for template in templates.values():
+        api = template.provider_api or "RunInstances"
+        handler = HANDLERS.get(api)
+        where = f"template {template.template_id!r} (providerApi {api})"
+        if handler is None:
+            raise TemplateError(
+                f"{where}: the aws provider knows providerApi {', '.join(HANDLERS)}"
+            )
+        values = msgspec.to_builtins(template)
+        missing = [
+            need.replace("|", " or ")
+            for need in handler.needs
+            if not any(values.get(field) for field in need.split("|"))
+        ]
+        if missing:
+            raise TemplateError(f"{where}: needs {' and '.join(missing)}; add it to the template")
+
+
+class AwsProvider:
+    name = "aws"
+
+    def __init__(self, aws: AwsApi) -> None:
+        self.aws = aws
+        self.handlers = {api: handler(aws) for api, handler in HANDLERS.items()}
+
+    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        api = template.provider_api or "RunInstances"
+        handler = self.handlers.get(api)
+        if handler is None:
+            raise PermanentProviderError(f"providerApi {api} is not known to the aws provider")
+        return await handler.provision(request_id, template, count)
+
+    async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
+        found = {i["InstanceId"]: i for i in await self.aws.instances(machine_ids)}
+        changes = []
+        for machine_id in machine_ids:
+            instance = found.get(machine_id)
+            if instance is None:  # EC2 forgets terminated instances after a while
+                changes.append(StateChange(machine_id, "terminated", "no longer known to EC2"))
+            else:
+                changes.append(StateChange(machine_id, *_instance_state(instance)))
+        return changes
+
+    async def terminate(self, machine_ids: Sequence[str]) -> None:
+        alive = [
+            i
+            for i in await self.aws.instances(machine_ids)
+            if i["State"]["Name"] not in ("shutting-down", "terminated")
+        ]
+        by_request: dict[tuple[str, str], set[str]] = {}
+        for instance in alive:
+            key = (tag(instance, REQUEST_TAG), tag(instance, API_TAG))
+            by_request.setdefault(key, set()).add(instance["InstanceId"])
+        done: set[str] = set()
+        for (request_id, api), leaving in by_request.items():
+            handler = self.handlers.get(api)
+            if request_id and handler is not None:
+                done |= await handler.release(request_id, leaving)
+        remaining = [i["InstanceId"] for i in alive if i["InstanceId"] not in done]
+        if remaining:
+            await self.aws.call(self.aws.ec2.terminate_instances, InstanceIds=remaining)
+
+    async def reclaim_notices(self) -> list[ReclaimNotice]:
+        """Spot instances AWS has marked for interruption, with the two minutes' warning."""
+        answer = await self.aws.call(
+            self.aws.ec2.describe_spot_instance_requests,
+            Filters=[{"Name": "status-code", "Values": ["marked-for-termination"]}],
+        )
+        ids = [r["InstanceId"] for r in answer.get("SpotInstanceRequests", []) if "InstanceId" in r]
+        if not ids:
+            return []
+        return [
+            ReclaimNotice(i["InstanceId"], machine_name(i), SPOT_NOTICE_SECONDS)
+            for i in await self.aws.instances(ids)
+        ]
+
+
+@asynccontextmanager
+async def open_aws_provider(
+    settings: AwsSettings, context: ProviderContext | None = None
+) -> AsyncIterator[AwsProvider]:
+    """EC2 and Auto Scaling clients on the standard credential chain, botocore's retries off."""
+    try:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.httpxsession import HttpxSession
+        from aiobotocore.session import get_session
+    except ImportError:
+        raise ConfigError(
+            "the aws provider needs the aws extra: pip install 'hostsmith[aws]'"
+        ) from None
+    config = AioConfig(
+        http_session_cls=HttpxSession, retries={"total_max_attempts": 1, "mode": "standard"}
+    )
+    session = get_session()
+    # Credentials are resolved with the session's default config, not the
+    # client's: without this, the instance-profile and container lookups
+    # would use aiohttp, which needs an asyncio loop that trio does not have.
+    session.set_default_client_config(config)
+    where = {"region_name": settings.region or None, "endpoint_url": settings.endpoint or None}
+    async with (
+        session.create_client("ec2", config=config, **where) as ec2,
+        session.create_client("autoscaling", config=config, **where) as autoscaling,
+    ):
+        yield AwsProvider(AwsApi(ec2, autoscaling))
+
+
+PLUGIN = ProviderPlugin(
+    name="aws", settings=AwsSettings, open=open_aws_provider, check_templates=check_templates
+)

@@ -1,0 +1,278 @@
+"""`sim`: a simulated cloud, realistic enough to test against and deterministic under a seed.
+
+It has what a real cloud has that matters to hostsmith: calls take time,
+machines take time to boot and to shut down, capacity runs out (so requests
+can be partly fulfilled), calls fail now and then with throttling errors,
+and spot machines are reclaimed with a notice.
+
+Why it is built this way:
+- Its cloud state lives in a SQLite file in the data dir, not in memory, so
+  separate processes (a daemon restarted after a crash, the CLI running in
+  process) see one cloud, as they would a real one.
+- Every random choice is drawn from a hash of the seed and the thing being
+  decided (the request id, the machine id, the call and its attempt), never
+  from a shared random stream, so the outcome does not depend on how
+  concurrent calls happen to interleave.
+- Time comes from the clock it is given (epoch seconds): virtual in tests,
+  the wall clock in the daemon. Machine states are computed from stored
+  timestamps, so nothing needs to tick. Its queries run in trio's thread
+  (they take microseconds), so virtual time cannot run ahead of them.
+- Provisioning is idempotent per request id, like a client token: a repeat
+  returns the first call's machines and creates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import trio
+
+from hostsmith.actors.errors import PermanentProviderError, TransientProviderError
+from hostsmith.actors.hostfactory import Machine, MachineState, StateChange, Template
+from hostsmith.actors.providers import ProviderContext, ProviderPlugin, Provisioned, ReclaimNotice
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    machine_id   TEXT PRIMARY KEY,
+    token        TEXT NOT NULL,
+    template_id  TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    private_ip   TEXT NOT NULL,
+    spot         INTEGER NOT NULL,
+    launched_at  REAL NOT NULL,
+    ready_at     REAL NOT NULL,
+    terminate_at REAL,
+    reclaim_at   REAL
+);
+CREATE INDEX IF NOT EXISTS instances_by_token ON instances (token);
+"""
+
+
+class SimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[sim]` section of the config file."""
+
+    seed: int = 0
+    latency: Annotated[float, msgspec.Meta(ge=0)] = 0.05
+    """Seconds each API call takes."""
+    boot_time: Annotated[float, msgspec.Meta(ge=0)] = 3.0
+    shutdown_time: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    capacity: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    """Machines the simulated cloud can run at once."""
+    failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    """The share of calls that fail with a throttling error (transient)."""
+    spot_reclaim_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    """The share of spot machines the cloud takes back during their first `spot_lifetime`."""
+    spot_lifetime: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    reclaim_notice: Annotated[int, msgspec.Meta(ge=0)] = 120
+    """Seconds of warning before a spot machine is reclaimed."""
+
+
+class SimProvider:
+    name = "sim"
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        settings: SimSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.settings = settings or SimSettings()
+        self.clock = clock
+        self.calls = 0
+        self._attempts: dict[tuple[str, str], int] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- the provider protocol -----------------------------------------------
+
+    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        await self._call("provision", request_id)
+        image = template.image_id or ""
+        if image.startswith("ami-bad"):
+            raise PermanentProviderError(
+                f"InvalidAMIID.NotFound: The image id '[{image}]' does not exist"
+            )
+        machines = await self._thread(self._provision, request_id, template, count, self.clock())
+        if not machines:
+            raise TransientProviderError(
+                "InsufficientInstanceCapacity: the simulated cloud has no capacity left"
+            )
+        return Provisioned(tuple(machines))
+
+    async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
+        await self._call("describe", ",".join(machine_ids))
+        return await self._thread(self._describe, list(machine_ids), self.clock())
+
+    async def terminate(self, machine_ids: Sequence[str]) -> None:
+        await self._call("terminate", ",".join(machine_ids))
+        await self._thread(self._terminate, list(machine_ids), self.clock())
+
+    async def reclaim_notices(self) -> list[ReclaimNotice]:
+        await self._call("reclaim_notices", "")
+        return await self._thread(self._reclaim_notices, self.clock())
+
+    # -- simulation ------------------------------------------------------------
+
+    async def _call(self, operation: str, key: str) -> None:
+        """Pay the call's latency, and fail it now and then, deterministically."""
+        self.calls += 1
+        await trio.sleep(self.settings.latency)
+        attempt = self._attempts.pop((operation, key), 0)  # only failing calls are kept
+        if self._draw("fail", operation, key, attempt) < self.settings.failure_rate:
+            self._attempts[(operation, key)] = attempt + 1
+            raise TransientProviderError(
+                f"RequestLimitExceeded: simulated throttling of {operation} (attempt {attempt + 1})"
+            )
+
+    def _draw(self, *parts: object) -> float:
+        """A number in [0, 1) fixed by the seed and `parts`."""
+        text = "|".join(map(str, (self.settings.seed, *parts))).encode()
+        digest = hashlib.blake2b(text, digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    async def _thread(self, function: Callable[..., T], *args: Any) -> T:
+        # Run in trio's own thread, on purpose: these are sub-millisecond
+        # queries on a small local file, and a worker thread would let a
+        # virtual clock (autojump) run ahead while it works, which breaks the
+        # determinism the simulator exists for.
+        await trio.lowlevel.checkpoint()
+        return function(*args)
+
+    def _provision(
+        self, request_id: str, template: Template, count: int, now: float
+    ) -> list[Machine]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            existing = db.execute(
+                "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id",
+                (request_id,),
+            ).fetchall()
+            if existing:
+                db.execute("COMMIT")
+                return [self._machine(row, now) for row in self._rows([m for (m,) in existing])]
+            (busy,) = db.execute(
+                "SELECT count(*) FROM instances WHERE terminate_at IS NULL "
+                "AND (reclaim_at IS NULL OR reclaim_at > ?)",
+                (now,),
+            ).fetchone()
+            granted = max(0, min(count, self.settings.capacity - busy))
+            spot = template.price_type != "ondemand"
+            for n in range(granted):
+                db.execute(
+                    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    self._new_instance(request_id, template.template_id, n, spot, now),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        rows = db.execute(
+            "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id", (request_id,)
+        ).fetchall()
+        return [self._machine(row, now) for row in self._rows([m for (m,) in rows])]
+
+    def _new_instance(
+        self, request_id: str, template_id: str, n: int, spot: bool, now: float
+    ) -> tuple[object, ...]:
+        digest = hashlib.blake2b(f"{self.settings.seed}|{request_id}|{n}".encode(), digest_size=9)
+        machine_id = "i-" + digest.hexdigest()[:17]
+        octets = digest.digest()[:3]
+        ip = f"10.{octets[0]}.{octets[1]}.{octets[2]}"
+        name = f"ip-{ip.replace('.', '-')}.sim.internal"
+        ready_at = now + self.settings.boot_time
+        reclaim_at = None
+        if spot and self._draw("reclaim", machine_id) < self.settings.spot_reclaim_rate:
+            reclaim_at = ready_at + self._draw("when", machine_id) * self.settings.spot_lifetime
+        return (machine_id, request_id, template_id, name, ip, int(spot), now, ready_at, reclaim_at)
+
+    def _rows(self, machine_ids: list[str]) -> list[tuple[Any, ...]]:
+        marks = ",".join("?" * len(machine_ids))
+        return self._db.execute(
+            "SELECT machine_id, name, private_ip, launched_at, ready_at, terminate_at, reclaim_at "
+            f"FROM instances WHERE machine_id IN ({marks}) ORDER BY machine_id",
+            machine_ids,
+        ).fetchall()
+
+    def _state(self, row: tuple[Any, ...], now: float) -> MachineState:
+        _, _, _, _, ready_at, terminate_at, reclaim_at = row
+        if terminate_at is not None:
+            return (
+                "shutting-down"
+                if now < terminate_at + self.settings.shutdown_time
+                else "terminated"
+            )
+        if reclaim_at is not None and now >= reclaim_at:
+            return "terminated"
+        return "pending" if now < ready_at else "running"
+
+    def _machine(self, row: tuple[Any, ...], now: float) -> Machine:
+        machine_id, name, ip, launched_at, *_ = row
+        return Machine(
+            machine_id=machine_id,
+            name=name,
+            private_ip=ip,
+            launchtime=int(launched_at),
+            state=self._state(row, now),
+        )
+
+    def _describe(self, machine_ids: list[str], now: float) -> list[StateChange]:
+        changes = []
+        for row in self._rows(machine_ids):
+            state = self._state(row, now)
+            reclaimed = state == "terminated" and row[5] is None
+            message = "reclaimed by the cloud (spot interruption)" if reclaimed else ""
+            changes.append(StateChange(row[0], state, message))
+        return changes
+
+    def _terminate(self, machine_ids: list[str], now: float) -> None:
+        marks = ",".join("?" * len(machine_ids))
+        self._db.execute(
+            f"UPDATE instances SET terminate_at = ? WHERE terminate_at IS NULL "
+            f"AND machine_id IN ({marks})",
+            [now, *machine_ids],
+        )
+
+    def _reclaim_notices(self, now: float) -> list[ReclaimNotice]:
+        rows = self._db.execute(
+            "SELECT machine_id, name, reclaim_at FROM instances WHERE reclaim_at IS NOT NULL "
+            "AND terminate_at IS NULL AND reclaim_at - ? <= ? ORDER BY machine_id",
+            (now, self.settings.reclaim_notice),
+        ).fetchall()
+        return [
+            ReclaimNotice(machine_id, name, max(0, int(reclaim_at - now)))
+            for machine_id, name, reclaim_at in rows
+        ]
+
+
+@asynccontextmanager
+async def open_sim_provider(
+    settings: SimSettings, context: ProviderContext
+) -> AsyncIterator[SimProvider]:
+    """The simulated cloud whose machines live in `sim-cloud.db` in the data dir."""
+    context.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    provider = SimProvider(context.data_dir / "sim-cloud.db", settings, clock=context.clock)
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+PLUGIN = ProviderPlugin(name="sim", settings=SimSettings, open=open_sim_provider)

@@ -1,0 +1,28 @@
+"""The daemon: hypercorn serving the ASGI app on trio, its logs, and its process tuning.
+
+`serve(config)` runs the Host Factory HTTP API (`Api`) over the service
+until it is told to stop. Logging (`configure_logging`) and process tuning
+(`tune_process`: garbage collector and GIL switch interval) are here
+because only hostsmith's own long-running commands set them, never an
+embedding program.
+
+May import: `hostsmith.runtime`, `hostsmith.actors.errors`,
+`hostsmith.actors.hostfactory` and `hostsmith.actors.service`.
+"""
+
+from __future__ import annotations
+
+from hostsmith.actors.server._daemon import (
+    serve as serve,
+)
+from hostsmith.actors.server._http import (
+    Api as Api,
+)
+from hostsmith.actors.server._logging import (
+    configure_logging as configure_logging,
+)
+from hostsmith.actors.server._tuning import (
+    tune_process as tune_process,
+)
+
+__all__ = ["Api", "configure_logging", "serve", "tune_process"]

@@ -1,0 +1,81 @@
+"""`hostsmith serve`: the daemon.
+
+It opens the application, serves the HTTP API with hypercorn on trio, and
+prints one line, `hostsmith listening on http://HOST:PORT`, once it accepts
+connections (scripts and tests wait for that line, not for a delay).
+
+On SIGTERM or SIGINT it shuts down gracefully: hypercorn stops accepting
+and lets calls in flight finish; then the runtime stops, every aggregate
+finishing its queued commands and the journal committing what it holds;
+then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import sys
+from functools import partial
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from hostsmith.actors.errors import ConfigError
+from hostsmith.actors.server._http import Api
+from hostsmith.actors.service import Config, open_application
+
+log = logging.getLogger("hostsmith.daemon")
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: Config) -> None:
+    if not is_loopback(config.server.host) and not config.server.token:
+        raise ConfigError(
+            f"server.host {config.server.host!r} is not a loopback address: set server.token "
+            "(or HOSTSMITH_SERVER_TOKEN) so that callers must authenticate"
+        )
+
+
+async def serve(config: Config) -> None:
+    check_exposure(config)
+    async with open_application(config) as app:
+        api = Api(app)
+        settings = HypercornConfig()
+        settings.bind = [f"{config.server.host}:{config.server.port}"]
+        settings.accesslog = None
+        settings.errorlog = logging.getLogger("hypercorn.error")
+        settings.graceful_timeout = 30.0
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wait_for_signal, stop)
+            bound = await nursery.start(
+                partial(hypercorn.trio.serve, api, settings, shutdown_trigger=stop.wait)
+            )
+            address = bound[0] if bound else settings.bind[0]
+            sys.stdout.write(f"hostsmith listening on {address}\n")
+            sys.stdout.flush()
+            log.info("listening on %s (store %s)", address, config.store_url)
+            await stop.wait()
+            log.info("stopping: finishing calls in flight")
+        log.info("stopping: flushing the journal")
+    log.info("stopped")
+
+
+async def _wait_for_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for received in signals:
+            log.info("received %s", signal.Signals(received).name)
+            stop.set()
+            return

@@ -1,0 +1,221 @@
+"""The HTTP API: Host Factory's five calls as JSON over HTTP, plus health and metrics.
+
+A plain ASGI application served by hypercorn on trio. There is no web
+framework because there is almost no routing: `POST /api/v1/<command>`
+takes Host Factory's JSON input and answers with Host Factory's JSON
+output, exactly what `hostsmith hf <command>` prints.
+
+- `GET /healthz` answers `{"status": "ok"}`.
+- `GET /metrics` is Prometheus text: Host Factory call latency, mailbox
+  depth, actor restarts, journal batches and the provider circuit's state.
+- Bodies larger than `server.max_body` are refused with 413 before they are
+  read in full; malformed or invalid JSON gets 400 with a message naming the
+  problem; an unknown command 404. Nothing is written for a refused call.
+- With `server.token` set, every call but `/healthz` needs
+  `Authorization: Bearer <token>`.
+- Each call runs in its own correlation id (the `X-Correlation-Id` header,
+  or a fresh one), which the logs and the events it causes carry.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hostsmith.actors.errors import (
+    BodyTooLarge,
+    InternalError,
+    Unavailable,
+    as_hostsmith_error,
+)
+from hostsmith.actors.service import Application, answer
+from hostsmith.runtime import CircuitState, correlation
+
+log = logging.getLogger("hostsmith.http")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RuntimeCollector(Collector):
+    """Reads the engine's own counters at scrape time; nothing is pushed."""
+
+    def __init__(self, app: Application) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Any]:
+        runtime, breaker = self.app.runtime, self.app.gateway.breaker
+        yield GaugeMetricFamily(
+            "hostsmith_mailbox_depth",
+            "Messages queued in live actors' mailboxes",
+            value=runtime.registry.queued_messages,
+        )
+        yield GaugeMetricFamily(
+            "hostsmith_live_aggregates",
+            "Aggregates resident in memory",
+            value=runtime.registry.resident,
+        )
+        yield CounterMetricFamily(
+            "hostsmith_actor_restarts",
+            "Crashed actors restarted by their supervisor",
+            value=runtime.registry.restarts,
+        )
+        stats = runtime.journal.stats
+        yield CounterMetricFamily(
+            "hostsmith_journal_transactions", "Store transactions", value=stats.transactions
+        )
+        yield CounterMetricFamily(
+            "hostsmith_journal_events", "Events made durable", value=stats.events
+        )
+        yield GaugeMetricFamily(
+            "hostsmith_journal_mean_batch_size",
+            "Appends per transaction, on average",
+            value=stats.mean_batch_size,
+        )
+        circuit = GaugeMetricFamily(
+            "hostsmith_circuit_state",
+            "1 for the provider circuit's current state",
+            labels=["circuit", "state"],
+        )
+        current = breaker.state
+        for state in CircuitState:
+            circuit.add_metric([breaker.name, state.value], 1.0 if state is current else 0.0)
+        yield circuit
+        yield CounterMetricFamily(
+            "hostsmith_provider_calls",
+            "Calls made to the provider, retries included",
+            value=self.app.gateway.calls,
+        )
+
+
+class Api:
+    def __init__(self, app: Application) -> None:
+        self.app = app
+        self.metrics = CollectorRegistry()
+        self.metrics.register(RuntimeCollector(app))
+        self.latency = Histogram(
+            "hostsmith_command_seconds",
+            "Host Factory call latency",
+            ["command", "outcome"],
+            registry=self.metrics,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz":
+            await _respond(send, 200, {"status": "ok"})
+            return
+        if not self._authorised(scope):
+            await _respond(send, 401, {"message": "missing or wrong bearer token"})
+            return
+        if path == "/metrics" and method == "GET":
+            await _respond_bytes(
+                send, 200, generate_latest(self.metrics), b"text/plain; version=0.0.4"
+            )
+            return
+        if not path.startswith("/api/v1/"):
+            await _respond(send, 404, {"message": f"no such endpoint: {path}"})
+            return
+        if method != "POST":
+            await _respond(send, 405, {"message": f"use POST for {path}"})
+            return
+        await self._command(scope, receive, send, path.removeprefix("/api/v1/"))
+
+    async def _command(self, scope: Scope, receive: Receive, send: Send, command: str) -> None:
+        headers = dict(scope.get("headers", []))
+        correlation_id = headers.get(b"x-correlation-id", b"").decode() or str(uuid.uuid4())
+        started = time.perf_counter()
+        outcome = "ok"
+        self.in_flight += 1
+        try:
+            with correlation(correlation_id):
+                try:
+                    body = await _read_body(receive, self.app.config.server.max_body, headers)
+                    status, result = 200, await answer(self.app.service, command, body)
+                except Exception as failure:
+                    error = as_hostsmith_error(failure, command)
+                    outcome, status = _OUTCOMES.get(error.http_status, "error"), error.http_status
+                    result = {"message": error.message}
+                    if isinstance(error, InternalError):
+                        log.exception("%s failed", command)
+                    elif isinstance(error, Unavailable):
+                        log.warning("%s", error.message)
+                elapsed = time.perf_counter() - started
+                if elapsed * 1000 >= self.app.config.log.slow_ms:
+                    log.warning("slow %s: %.0f ms", command, elapsed * 1000)
+        finally:
+            self.in_flight -= 1
+        self.latency.labels(command, outcome).observe(elapsed)
+        await _respond(send, status, result, correlation_id)
+
+    def _authorised(self, scope: Scope) -> bool:
+        token = self.app.config.server.token
+        if not token:
+            return True
+        given = dict(scope.get("headers", [])).get(b"authorization", b"").decode()
+        return hmac.compare_digest(given, f"Bearer {token}")
+
+
+_OUTCOMES = {400: "refused", 404: "refused", 413: "refused", 503: "busy"}
+"""The `outcome` label of the latency histogram, by HTTP status."""
+
+
+async def _read_body(receive: Receive, limit: int, headers: dict[bytes, bytes]) -> bytes:
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, payload: dict[str, Any], correlation_id: str = ""
+) -> None:
+    await _respond_bytes(
+        send, status, msgspec.json.encode(payload), b"application/json", correlation_id
+    )
+
+
+async def _respond_bytes(
+    send: Send, status: int, body: bytes, content_type: bytes, correlation_id: str = ""
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if correlation_id:
+        headers.append((b"x-correlation-id", correlation_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,55 @@
+"""The service: the five Host Factory calls, the projections that answer them, and the wiring.
+
+`HostFactory` answers the calls; the driver sees every open request through
+on the provider; capacity is settled and orphaned reservations swept; the
+projections keep requests and machines ready for status polls. `Config` is
+the whole configuration, every section the settings struct of the component
+it configures, and `open_application` builds everything from it in one place.
+`answer` is the dispatch both front ends (HTTP, `hf` in process) share.
+
+May import: `hostsmith.runtime`, `hostsmith.stores`, `hostsmith.actors.errors`,
+`hostsmith.actors.hostfactory` and `hostsmith.actors.providers` (never a
+provider subpackage: providers come from the registry).
+"""
+
+from __future__ import annotations
+
+from hostsmith.actors.service._config import (
+    EXAMPLE_TEMPLATES as EXAMPLE_TEMPLATES,
+    Config as Config,
+    Log as Log,
+    Server as Server,
+    describe as describe,
+    load_config as load_config,
+    load_templates as load_templates,
+)
+from hostsmith.actors.service._dispatch import (
+    answer as answer,
+)
+from hostsmith.actors.service._hostfactory import (
+    HostFactory as HostFactory,
+    RequestSettings as RequestSettings,
+    random_request_id as random_request_id,
+)
+from hostsmith.actors.service._wiring import (
+    Application as Application,
+    open_application as open_application,
+    open_service as open_service,
+)
+
+__all__ = [
+    "EXAMPLE_TEMPLATES",
+    "Application",
+    "Config",
+    "HostFactory",
+    "Log",
+    "RequestSettings",
+    "Server",
+    "answer",
+    "describe",
+    "load_config",
+    "load_templates",
+    "open_application",
+    "open_service",
+    "random_request_id",
+]

@@ -1,0 +1,171 @@
+"""Configuration: one TOML file, decoded into typed structs, with environment overrides.
+
+Every setting has a default, so hostsmith runs with no file at all: SQLite
+in `./.hostsmith/`, the simulated cloud, and the example templates that ship
+with hostsmith. A TOML file (`--config FILE`) overrides what it names, and
+`HOSTSMITH_*` variables override the file: `HOSTSMITH_STORE`,
+`HOSTSMITH_DATA_DIR`, or `HOSTSMITH_<SECTION>_<KEY>` such as
+`HOSTSMITH_SERVER_PORT=9000`.
+
+Each section is the settings struct of the component it configures, so a
+default is written once, where the component is: `[requests]` is the
+service's `RequestSettings`, `[gateway]` the gateway's `GatewayPolicy`, and
+a provider's section (`[sim]`, `[aws]`) belongs to the provider's plugin,
+found through the provider registry.
+
+msgspec does the checking, so a bad value is named by its path
+(`at $.server.port`); unknown keys are refused too, because a misspelt key
+that is silently ignored is a setting the user believes in but does not
+have.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tomllib
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from hostsmith.actors.errors import ConfigError, TemplateError
+from hostsmith.actors.hostfactory import Template, parse_templates
+from hostsmith.actors.providers import GatewayPolicy, ProviderPlugin, ProviderRegistry
+from hostsmith.actors.service._hostfactory import RequestSettings
+
+EXAMPLE_TEMPLATES = pathlib.Path(__file__).with_name("example_templates.json")
+
+
+class Server(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8642
+    token: str = ""
+    """Bearer token the API requires; mandatory when binding beyond loopback."""
+    max_body: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+
+
+class Log(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    file: str = ""
+    """Also write logs here, rotated at `max_bytes` with `backups` kept."""
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 10_485_760
+    backups: Annotated[int, msgspec.Meta(ge=0)] = 5
+    slow_ms: Annotated[float, msgspec.Meta(ge=0)] = 500.0
+    """Host Factory calls slower than this are logged as slow."""
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    data_dir: str = ".hostsmith"
+    store: str = ""
+    """Event store URL; empty means SQLite in the data dir."""
+    templates: str = ""
+    """Host Factory templates file; empty means the example templates."""
+    provider: str = "sim"
+    """The cloud: `sim` (simulated), `aws` (EC2), or any installed provider's name."""
+    url: str = ""
+    """A running daemon for `hostsmith hf` to talk to; empty means in-process."""
+    server: Server = Server()
+    requests: RequestSettings = RequestSettings()
+    gateway: GatewayPolicy = GatewayPolicy()
+    log: Log = Log()
+    providers: dict[str, Any] = {}
+    """Each provider's own section (`[sim]`, `[aws]`), decoded by its plugin's settings struct."""
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite://{pathlib.Path(self.data_dir).absolute()}/events.db"
+
+    @property
+    def templates_path(self) -> pathlib.Path:
+        return pathlib.Path(self.templates) if self.templates else EXAMPLE_TEMPLATES
+
+    def provider_settings(self, plugin: ProviderPlugin) -> msgspec.Struct:
+        """The plugin's section as configured, or its defaults when the file has none."""
+        given = self.providers.get(plugin.name)
+        return given if isinstance(given, plugin.settings) else plugin.settings()
+
+
+def load_templates(path: pathlib.Path) -> dict[str, Template]:
+    """Read and check a Host Factory templates file."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TemplateError(f"cannot read templates file {path}: {error.strerror}") from None
+    return parse_templates(data, str(path))
+
+
+def load_config(
+    path: pathlib.Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    providers: ProviderRegistry | None = None,
+) -> Config:
+    """Read `path` (if any), apply `HOSTSMITH_*` overrides, and check everything.
+
+    Top-level tables that are not hostsmith's own sections are provider
+    sections: each must name an installed provider, and is decoded by that
+    provider's settings struct.
+    """
+    providers = providers or ProviderRegistry.discover()
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    _apply_environment(raw, environ, providers.names())
+    source = f"config file {path}" if path else "configuration"
+    sections = {name: raw.pop(name) for name in list(raw) if name in providers.names()}
+    raw.pop("providers", None)  # not a section: the provider sections are filled in below
+    try:
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    decoded: dict[str, Any] = {}
+    for name in sorted(sections | {config.provider: {}}):
+        plugin = providers.get(name)
+        try:
+            decoded[name] = msgspec.convert(sections.get(name, {}), plugin.settings, strict=False)
+        except msgspec.ValidationError as error:
+            raise ConfigError(f"{source}: [{name}] {error}") from None
+    return msgspec.structs.replace(config, providers=decoded)
+
+
+NOT_SETTINGS = {"HOSTSMITH_CONFIG", "HOSTSMITH_BIN"}
+"""Variables the Host Factory scripts read themselves."""
+
+
+def _apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str], provider_names: list[str]
+) -> None:
+    sections = [
+        field.name
+        for field in msgspec.structs.fields(Config)
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
+    ] + provider_names
+    for name, value in environ.items():
+        if not name.startswith("HOSTSMITH_") or name in NOT_SETTINGS:
+            continue
+        key = name.removeprefix("HOSTSMITH_").lower()
+        section = next((s for s in sections if key.startswith(f"{s}_")), None)
+        if section is not None:
+            raw.setdefault(section, {})[key.removeprefix(f"{section}_")] = value
+        elif key in {f.name for f in msgspec.structs.fields(Config)}:
+            raw[key] = value
+        else:
+            raise ConfigError(f"unknown setting {name} in the environment")
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """The effective configuration, with secrets hidden, for `hostsmith config check`."""
+    shown: dict[str, Any] = msgspec.to_builtins(config)
+    shown.update(shown.pop("providers"))  # as the file has them: [sim], [aws]
+    if shown["server"]["token"]:
+        shown["server"]["token"] = "***"
+    shown["effective_store"] = config.store_url
+    shown["effective_templates"] = str(config.templates_path)
+    return shown

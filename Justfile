@@ -27,13 +27,14 @@ run *ARGS: setup
 test: lint
     {{python}} -m pytest
 
-# ruff (lint and format check) and strict mypy on runtime/ and stores/
+# ruff (lint and format check) and strict mypy on runtime/, stores/ and actors/
 lint: setup
     {{venv}}/bin/ruff check .
     {{venv}}/bin/ruff format --check .
     @mkdir -p {{venv}}/typecheck/hostsmith
     @ln -sfn ../../../runtime {{venv}}/typecheck/hostsmith/runtime
     @ln -sfn ../../../stores {{venv}}/typecheck/hostsmith/stores
+    @ln -sfn ../../../actors {{venv}}/typecheck/hostsmith/actors
     {{venv}}/bin/mypy
 
 # The benchmarks from the issues, beside the peer (eventsourcing) in the same session

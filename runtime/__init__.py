@@ -52,6 +52,7 @@ from hostsmith.runtime._journal import (
     Journal as Journal,
     JournalStats as JournalStats,
 )
+from hostsmith.runtime._memory import MemoryStore as MemoryStore
 from hostsmith.runtime._registry import (
     Registry as Registry,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "JournalError",
     "JournalStats",
     "Mailbox",
+    "MemoryStore",
     "NewEvent",
     "PersistFailed",
     "Registry",

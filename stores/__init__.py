@@ -11,7 +11,7 @@ from hostsmith.stores._migrate import (
     migrate as migrate,
     verify as verify,
 )
-from hostsmith.stores._open import open_store as open_store
+from hostsmith.stores._open import init_store as init_store, open_store as open_store
 from hostsmith.stores._sqlite import SQLiteStore as SQLiteStore
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MigrationReport",
     "SQLiteStore",
     "Verification",
+    "init_store",
     "migrate",
     "open_store",
     "verify",

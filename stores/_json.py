@@ -42,12 +42,12 @@ import trio
 from hostsmith.runtime import (
     AppendOutcome,
     AppendRequest,
+    MemoryStore,
     Snapshot,
     StoredEvent,
     StoreOpenError,
     plan_appends,
 )
-from hostsmith.runtime.testing import MemoryStore
 
 log = logging.getLogger("hostsmith.stores.json")
 T = TypeVar("T")

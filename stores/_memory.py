@@ -1,7 +1,8 @@
 """`memory://`: the runtime's reference store, for tests and throwaway runs.
 
-It lives in `hostsmith.runtime` (the test kit needs it, and the runtime may
-not import this package); this module only gives it a URL.
+It lives in `hostsmith.runtime`, on its public surface (the runtime's test
+kit builds on it too, and the runtime may not import this package); this
+module only gives it a URL.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import SplitResult
 
-from hostsmith.runtime.testing import MemoryStore
+from hostsmith.runtime import MemoryStore
 
 
 @asynccontextmanager

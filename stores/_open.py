@@ -16,7 +16,7 @@ from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
 from hostsmith.runtime import EventStore, StoreOpenError
-from hostsmith.stores._dynamodb import open_dynamodb_store
+from hostsmith.stores._dynamodb import create_table, open_dynamodb_store
 from hostsmith.stores._json import open_json_store
 from hostsmith.stores._memory import open_memory_store
 from hostsmith.stores._sqlite import open_sqlite_store
@@ -43,6 +43,18 @@ def find_opener(scheme: str) -> Opener | None:
         if entry.name == scheme:
             return cast(Opener, entry.load())
     return None
+
+
+async def init_store(url: str) -> bool:
+    """Create what the store `url` names needs (a DynamoDB table); False if it was there.
+
+    Safe to run again. A store that needs no set-up is opened and closed,
+    which checks the URL and creates its files.
+    """
+    if urlsplit(url).scheme == "dynamodb":
+        return await create_table(urlsplit(url))
+    async with open_store(url):
+        return False
 
 
 @asynccontextmanager

@@ -15,14 +15,12 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from hostsmith.runtime import EventStore
-from hostsmith.stores import open_store
-from hostsmith.stores._dynamodb import create_table
+from hostsmith.stores import init_store, open_store
 
 BACKENDS = ["memory", "sqlite", "json-single", "json-split", "dynamodb"]
 MOTO: dict[str, str] = {}
@@ -116,7 +114,7 @@ def moto(moto_server: str) -> str:
 async def prepare(url: str) -> str:
     """Create what a backend needs before it can be opened (a DynamoDB table)."""
     if url.startswith("dynamodb:"):
-        await create_table(urlsplit(url))
+        await init_store(url)
     return url
 
 

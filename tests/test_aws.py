@@ -14,7 +14,6 @@ import pathlib
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import stamina
@@ -26,8 +25,7 @@ from hostsmith.actors.hostfactory import parse_templates
 from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.aws import AwsApi, AwsProvider, AwsSettings, open_aws_provider
 from hostsmith.runtime import CircuitOpen, NewEvent, append
-from hostsmith.stores import open_store
-from hostsmith.stores._dynamodb import create_table
+from hostsmith.stores import init_store, open_store
 from tests.daemon import Daemon, hf, write_config
 
 AMI = "ami-1e749f67"  # one of the images moto knows (it refuses unknown ones, as AWS does)
@@ -364,7 +362,7 @@ async def test_an_instance_role_gives_credentials_under_trio(
         launched = await aws.provision("req-with-role", TEMPLATE, 1)
     assert len(launched.machines) == 1
     url = f"dynamodb://role-events?region=us-east-1&endpoint={moto}"
-    assert await create_table(urlsplit(url))
+    assert await init_store(url)
     async with open_store(url) as store:
         await append(store, "s-1", 0, [NewEvent(event_id="e1", type="T", data=b"{}")])
         assert [e.event_id for e in await store.read("s-1")] == ["e1"]

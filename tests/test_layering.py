@@ -72,6 +72,7 @@ def test_the_runtime_public_surface_is_pinned() -> None:
             "JournalError",
             "JournalStats",
             "Mailbox",
+            "MemoryStore",
             "NewEvent",
             "PersistFailed",
             "Registry",
@@ -108,6 +109,7 @@ def test_the_stores_public_surface_is_pinned() -> None:
         "MigrationReport",
         "SQLiteStore",
         "Verification",
+        "init_store",
         "migrate",
         "open_store",
         "verify",
@@ -120,3 +122,98 @@ def test_every_module_opens_with_a_paragraph_on_its_design() -> None:
             docstring = ast.get_docstring(ast.parse(path.read_text()))
             assert docstring, f"{path} needs a module docstring"
             assert len(docstring) > 80, f"{path}: the docstring should say why it is built this way"
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["hostsmith", *parts])
+
+
+def imports_by_module(package: str) -> dict[str, set[str]]:
+    """Every module under hostsmith.<package>, with the hostsmith modules it imports."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package.replace(".", "/")).rglob("*.py"):
+        names = found.setdefault(module_name(path), set())
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+    return found
+
+
+def test_stores_import_only_the_runtime_public_surface() -> None:
+    for module, names in imports_by_module("stores").items():
+        ours = {name for name in names if name.startswith("hostsmith.")}
+        assert ours <= {"hostsmith.runtime", "hostsmith.stores"} | {
+            name for name in ours if name.startswith("hostsmith.stores.")
+        }, (module, ours)
+
+
+def test_the_host_factory_domain_does_no_io() -> None:
+    io = {"trio", "anyio", "httpx", "socket", "sqlite3", "os", "pathlib", "subprocess", "io"}
+    for module, names in imports_by_module("actors.hostfactory").items():
+        assert not {name.split(".")[0] for name in names} & io, module
+        ours = {name for name in names if name.startswith("hostsmith.actors.")}
+        assert all(
+            name.startswith("hostsmith.actors.hostfactory") or name == "hostsmith.actors.errors"
+            for name in ours
+        ), (module, ours)
+
+
+def test_no_module_imports_another_packages_private_module() -> None:
+    for module, names in imports_by_module("actors").items():
+        package = module if module.count(".") == 2 else module.rsplit(".", 1)[0]
+        if (
+            module.endswith(".__init__")
+            or (ROOT / "actors").joinpath(*module.split(".")[2:], "__init__.py").exists()
+        ):
+            package = module
+        for name in names:
+            owner, _, last = name.rpartition(".")
+            if last.startswith("_") and name.startswith("hostsmith."):
+                assert owner == package, f"{module} imports {name}, private to {owner}"
+
+
+def test_proof_is_imported_only_by_the_commands() -> None:
+    for module, names in imports_by_module("actors").items():
+        if module.startswith(("hostsmith.actors.proof", "hostsmith.actors.commands")):
+            continue
+        assert not {n for n in names if n.startswith("hostsmith.actors.proof")}, module
+
+
+def test_the_rooms_depend_in_one_direction() -> None:
+    allowed = {
+        "hostfactory": set(),
+        "providers": {"hostfactory"},
+        "service": {"hostfactory", "providers"},
+        "server": {"hostfactory", "providers", "service"},
+        "proof": {"hostfactory", "providers", "service", "server"},
+        "commands": {"hostfactory", "providers", "service", "server", "proof"},
+    }
+    for module, names in imports_by_module("actors").items():
+        room = module.split(".")[2] if module.count(".") >= 2 else ""
+        if room not in allowed:
+            continue
+        used = {n.split(".")[2] for n in names if n.startswith("hostsmith.actors.")}
+        assert used - {room, "errors"} <= allowed[room], (module, used)
+
+
+def test_the_actors_public_surface_is_pinned() -> None:
+    import hostsmith.actors
+
+    assert sorted(hostsmith.actors.__all__) == [
+        "Application",
+        "Config",
+        "HostFactory",
+        "HostsmithError",
+        "Provider",
+        "ProviderPlugin",
+        "ProviderRegistry",
+        "load_config",
+        "open_application",
+    ]
+    for name in hostsmith.actors.__all__:
+        assert hasattr(hostsmith.actors, name), name

@@ -109,10 +109,10 @@ def hf(
     try:
         result = trio.run(hf_in_process, settings, command, body)
     except Exception as failure:  # trio hands errors over in exception groups
-        error = as_hostsmith_error(failure, command)
-        if isinstance(error, InternalError):
+        answered = as_hostsmith_error(failure, command)
+        if isinstance(answered, InternalError):
             logging.getLogger("hostsmith.hf").exception("%s failed", command)
-        hf_fail(error.message)
+        hf_fail(answered.message)
     print_json(msgspec.json.encode(result))
 
 

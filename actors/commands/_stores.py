@@ -33,37 +33,27 @@ from hostsmith.runtime import RuntimeFault
 from hostsmith.stores import (
     MigrationReport,
     Verification,
+    init_store,
     migrate as migrate_store,
     open_store,
     verify,
 )
-from hostsmith.stores._dynamodb import create_table
 
 
 def stores_init(
     url: Annotated[str, typer.Argument(help="e.g. dynamodb://TABLE?region=REGION")],
 ) -> None:
     """Create what a store needs (a DynamoDB table); safe to run again."""
-    parts = urlsplit(url)
-    if parts.scheme != "dynamodb":
-        try:
-            trio.run(_open_and_close, url)
-        except RuntimeFault as error:
-            fail(str(error))
-        sys.stdout.write(f"{url} is ready (it needs no set-up beyond opening it)\n")
-        return
     try:
-        created = trio.run(create_table, parts)
+        created = trio.run(init_store, url)
     except RuntimeFault as error:
         fail(str(error))
     except Exception as error:  # credentials, endpoint, permissions
-        fail(f"cannot create the DynamoDB table for {url}: {type(error).__name__}: {error}")
+        fail(f"cannot set up the store {url}: {type(error).__name__}: {error}")
+    if urlsplit(url).scheme != "dynamodb":
+        sys.stdout.write(f"{url} is ready (it needs no set-up beyond opening it)\n")
+        return
     sys.stdout.write(f"created {url}\n" if created else f"{url} exists already\n")
-
-
-async def _open_and_close(url: str) -> None:
-    async with open_store(url):
-        pass
 
 
 def migrate(

@@ -50,7 +50,7 @@ class GatewayPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Seconds the open circuit waits before it lets a probe through."""
 
 
-def is_transient(error: Exception) -> bool:
+def is_transient(error: BaseException) -> bool:
     """Worth retrying: the provider said so, or the attempt ran out of time."""
     if isinstance(error, ProviderError):
         return error.transient

@@ -61,7 +61,12 @@ async def serve(config: Config) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
             bound = await nursery.start(
-                partial(hypercorn.trio.serve, api, settings, shutdown_trigger=stop.wait)
+                partial(
+                    hypercorn.trio.serve,
+                    api,  # type: ignore[arg-type]  # a plain ASGI callable; hypercorn's union is narrower
+                    settings,
+                    shutdown_trigger=stop.wait,
+                )
             )
             address = bound[0] if bound else settings.bind[0]
             sys.stdout.write(f"hostsmith listening on {address}\n")

@@ -106,7 +106,7 @@ async def bare_trio_baseline(load: CounterLoad) -> float:
             done.set()
 
     async def ask(i: int) -> int:
-        done, box = trio.Event(), []
+        done, box = trio.Event(), list[int]()
         await inboxes[i % load.aggregates].send((i, done, box))
         await done.wait()
         return box[0]

@@ -111,7 +111,7 @@ async def run_activation(store_url: str, events: int) -> ActivationReport:
         async def activate(kind: object) -> float:
             async with open_runtime(store, kinds=[kind], idle_timeout=math.inf) as runtime:  # type: ignore[list-item]
                 began = time.perf_counter()
-                state = await runtime.get(kind, "0").state()  # type: ignore[arg-type]
+                state: Counter = await runtime.get(kind, "0").state()  # type: ignore[arg-type]
                 spent = time.perf_counter() - began
             assert state == Counter(events)
             return spent

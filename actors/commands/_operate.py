@@ -215,9 +215,7 @@ def requests_list(
 
     async def view(application: Application) -> list[dict[str, Any]]:
         rows = []
-        for request in sorted(
-            application.service.requests.values(), key=lambda r: r.opened_at, reverse=True
-        ):
+        for request in application.service.requests():
             if status is None or request.status == status:
                 rows.append(
                     {
@@ -242,12 +240,13 @@ def requests_show(
     """One request as getRequestStatus reports it."""
     settings = configuration(config)
 
-    async def view(application: Application) -> dict[str, Any]:
-        return await application.service.get_request_status([request_id])
+    async def view(application: Application) -> tuple[bool, dict[str, Any]]:
+        known = await application.service.request(request_id) is not None
+        return known, (await application.service.get_request_status([request_id]))["requests"][0]
 
-    shown = inspect(settings, view)["requests"][0]
+    known, shown = inspect(settings, view)
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
-    if shown["message"] == f"request {request_id} is unknown":
+    if not known:
         raise typer.Exit(1)
 
 
@@ -263,9 +262,9 @@ def machines_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
                 "name": machine.name,
                 "state": machine.state,
                 "privateIp": machine.private_ip,
-                "request": service.owner_of_machine.get(machine.machine_id, ""),
+                "request": owner,
             }
-            for machine in service.machine_by_name.values()
+            for machine, owner in service.machines()
         ]
 
     table(inspect(settings, view), as_json, "no machines")

@@ -245,8 +245,8 @@ async def _return_leftovers(application: Application, call: HostFactoryCall) -> 
     terminated (it may be shutting down) is returned again."""
     service = application.service
     while True:
-        running = [m for m in service.machine_by_name.values() if m.state in STILL_OUT]
-        unsettled = [r for r in service.requests.values() if not r.settled]
+        running = [m for m, _ in service.machines() if m.state in STILL_OUT]
+        unsettled = [r for r in service.requests() if not r.settled]
         try:
             reserved = [
                 (await application.runtime.get(CAPACITY, template_id).state()).reserved

@@ -33,6 +33,7 @@ import msgspec
 import trio
 import trio.testing
 
+from hostsmith.actors.proof._simulation import EPOCH
 from hostsmith.actors.proof.loadtest import (
     CallFailed,
     HostFactoryCall,
@@ -51,7 +52,6 @@ from hostsmith.actors.service import (
 )
 from hostsmith.stores import open_store
 
-EPOCH = 1_767_225_600.0
 HOUR = 3600.0
 POLL, POLL_LIMIT = 30.0, 240
 """Host Factory's status polls: every 30 s, for at most two hours."""
@@ -216,7 +216,7 @@ def _sample(
         allocated_blocks=sys.getallocatedblocks(),
         live_objects=len(gc.get_objects()),
         resident_aggregates=application.runtime.registry.resident,
-        requests_in_projection=len(application.service.requests),
+        requests_in_projection=len(application.service.projections.requests),
         hosts_held=held.count,
         cycles=recorder.cycles,
     )

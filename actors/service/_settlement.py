@@ -1,0 +1,164 @@
+"""Settlement: capacity given back, return claims taken and released, and the sweeps.
+
+Capacity is reserved on the template's ledger before a request opens
+(that is where `maxNumber` holds), so every way a request can end must give
+back what it did not deliver: an acquire request that settles returns what
+never ran; a return request gives the returned machines' capacity back to
+the requests that launched them; a requestMachines whose caller got an
+error gives back its reservation (or fails its request, if it opened after
+all). Every release carries a command id derived from the request, so
+doing it twice is harmless, and a step that failed is simply done again.
+
+A crash between reserving and opening (or between claiming machines and
+opening the return) leaves a reservation or a claim that no request owns.
+The sweeps find those once they are older than `ORPHAN_AGE` (so a call in
+flight in another process is not mistaken for one) and release them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import trio
+
+from hostsmith.actors.errors import Refused
+from hostsmith.actors.hostfactory import (
+    CAPACITY,
+    MACHINE,
+    REQUEST,
+    ClaimReturn,
+    Machine,
+    RecordFailure,
+    Release,
+    ReleaseReturn,
+    Request,
+)
+from hostsmith.actors.providers import Gateway
+from hostsmith.actors.service._projections import Projections
+from hostsmith.runtime import Rejected, Runtime
+
+log = logging.getLogger("hostsmith.service")
+
+ORPHAN_AGE = 60.0
+"""Seconds after which a reservation without its request is taken to be orphaned."""
+
+
+class Settlement:
+    def __init__(
+        self,
+        runtime: Runtime,
+        gateway: Gateway,
+        projections: Projections,
+        clock: Callable[[], float],
+    ) -> None:
+        self.runtime = runtime
+        self.gateway = gateway
+        self.projections = projections
+        self.clock = clock
+
+    async def release(self, request_id: str, template_id: str, count: int, by: str = "") -> None:
+        if count > 0:
+            await self.runtime.get(CAPACITY, template_id).execute(
+                Release(request_id, count), command_id=f"{request_id}/release/{by or 'settle'}"
+            )
+
+    async def abandon(self, request_id: str, template_id: str, count: int) -> None:
+        """Undo a requestMachines whose caller got an error, so nothing runs unseen.
+
+        The open may have been applied after all (a timeout, a lost
+        acknowledgement); the request's mailbox is in order, so its state read
+        now shows the outcome. An opened request is failed (its driver then
+        terminates whatever it launched and gives the capacity back); one never
+        opened gives its reservation back here.
+        """
+        request = self.runtime.get(REQUEST, request_id)
+        if (await request.state()).kind is None:
+            await self.release(request_id, template_id, count)
+            return
+        await request.execute(
+            RecordFailure("the requestMachines call that opened it failed; cancelled"),
+            command_id=f"{request_id}/abandon",
+        )
+
+    async def claim(self, request_id: str, machines: Sequence[Machine]) -> None:
+        """Claim every machine for this return, or none of them."""
+        tried: list[Machine] = []
+        try:
+            for machine in machines:
+                tried.append(machine)  # before: a claim can be stored yet go unacknowledged
+                await self.runtime.get(MACHINE, machine.machine_id).execute(
+                    ClaimReturn(request_id), command_id=f"{request_id}/claim/{machine.machine_id}"
+                )
+        except BaseException as failure:
+            with trio.CancelScope(shield=True):
+                await self.unclaim(request_id, tried)
+            if isinstance(failure, Rejected):
+                raise Refused(str(failure)) from None
+            raise
+
+    async def unclaim(self, request_id: str, machines: Iterable[Machine]) -> None:
+        """Release this return's claims (a no-op on machines it does not hold)."""
+        for machine in machines:
+            await self.runtime.get(MACHINE, machine.machine_id).execute(
+                ReleaseReturn(request_id), command_id=f"{request_id}/unclaim/{machine.machine_id}"
+            )
+
+    async def settle(self, state: Request) -> None:
+        """Give back what a settled request holds and no longer needs."""
+        if state.kind == "acquire":
+            # Machines still booting when the request gave up (a timeout) were never
+            # delivered, so Host Factory will never return them: hostsmith does.
+            undelivered = [m.machine_id for m in state.machines.values() if m.state == "pending"]
+            if undelivered:
+                await self.gateway.terminate(undelivered)
+            running = sum(1 for m in state.machines.values() if m.state == "running")
+            await self.release(state.request_id, state.template_id, state.count - running)
+            return
+        per_owner: dict[str, int] = {}
+        for machine in state.machines.values():
+            owner = self.projections.owner_of_machine.get(machine.machine_id)
+            if owner is not None and machine.state == "terminated":
+                per_owner[owner] = per_owner.get(owner, 0) + 1
+        for owner, count in per_owner.items():
+            owner_state = self.projections.requests.get(owner)
+            if owner_state is not None:
+                await self.release(owner, owner_state.template_id, count, by=state.request_id)
+        # A return that gave up (a timeout) lets go of the machines it did not
+        # see terminate, so that a later return can take them and finish the job.
+        unfinished = [m for m in state.machines.values() if m.state != "terminated"]
+        if unfinished:
+            await self.unclaim(state.request_id, unfinished)
+
+    async def release_orphans(self, template_ids: Iterable[str]) -> None:
+        """Give back capacity reserved by requests that never opened (a crash between the two).
+
+        Only reservations older than `ORPHAN_AGE` count, so a requestMachines in
+        flight in another process is not mistaken for one.
+        """
+        cutoff = self.clock() - ORPHAN_AGE
+        for template_id in template_ids:
+            capacity = await self.runtime.get(CAPACITY, template_id).state()
+            for request_id, count in capacity.reserved.items():
+                if (
+                    request_id not in self.projections.requests
+                    and capacity.reserved_at.get(request_id, 0) < cutoff
+                ):
+                    log.warning(
+                        "releasing %d machines reserved by %s, which never opened",
+                        count,
+                        request_id,
+                    )
+                    await self.release(request_id, template_id, count, by="orphan")
+
+    async def release_stale_claims(self) -> None:
+        """Release claims by return requests that never opened (a failure between the two)."""
+        cutoff = self.clock() - ORPHAN_AGE
+        for machine_id, (request_id, claimed_at) in list(self.projections.pending_claims.items()):
+            if claimed_at < cutoff and request_id not in self.projections.requests:
+                log.warning(
+                    "releasing %s, claimed by %s, which never opened", machine_id, request_id
+                )
+                await self.runtime.get(MACHINE, machine_id).execute(
+                    ReleaseReturn(request_id), command_id=f"{request_id}/unclaim/{machine_id}"
+                )

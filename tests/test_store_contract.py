@@ -1,182 +1,27 @@
-"""The journal contract: what every event store must do, run against each backend."""
+"""The journal contract, shipped as `hostsmith.stores.testing`, run against each of our backends."""
 
 from __future__ import annotations
 
-import pytest
-import trio
+import pathlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
-from hostsmith.runtime import (
-    Appended,
-    AppendRequest,
-    ConflictError,
-    DuplicateEventError,
-    EventStore,
-    NewEvent,
-    Snapshot,
-    append,
-)
+import pytest
+
+from hostsmith.runtime import EventStore
 from hostsmith.stores import open_store
+from hostsmith.stores.testing import StoreContract
 from tests.conftest import BACKENDS, prepare, url_for
 
 
-def event(event_id: str, payload: str = "{}", **metadata: object) -> NewEvent:
-    return NewEvent(event_id=event_id, type="Thing", data=payload.encode(), **metadata)  # type: ignore[arg-type]
+class TestEveryBackend(StoreContract):
+    """`store` comes from conftest, parametrized over every backend."""
 
-
-async def test_append_and_read_give_back_exactly_what_went_in(store: EventStore) -> None:
-    written = [
-        event("e1", '{"n":1}', correlation_id="corr", causation_id="cmd", recorded_at=12.5),
-        event("e2", '{"n":2}', schema_version=3),
-    ]
-    appended = await append(store, "order-1", 0, written)
-
-    stored = await store.read("order-1")
-
-    assert appended == Appended("order-1", 2, (1, 2))
-    assert [(s.stream, s.version, s.position) for s in stored] == [
-        ("order-1", 1, 1),
-        ("order-1", 2, 2),
-    ]
-    for new, old in zip(written, stored, strict=True):
-        assert (old.event_id, old.type, old.data, old.schema_version) == (
-            new.event_id,
-            new.type,
-            new.data,
-            new.schema_version,
-        )
-        assert (old.correlation_id, old.causation_id, old.recorded_at) == (
-            new.correlation_id,
-            new.causation_id,
-            new.recorded_at,
-        )
-    assert await store.read("order-1", after_version=1) == stored[1:]
-    assert await store.read("nobody") == []
-
-
-async def test_read_all_keeps_global_commit_order(store: EventStore) -> None:
-    await append(store, "a", 0, [event("a1")])
-    await append(store, "b", 0, [event("b1"), event("b2")])
-    await append(store, "a", 1, [event("a2")])
-
-    everything = await store.read_all()
-
-    assert [e.event_id for e in everything] == ["a1", "b1", "b2", "a2"]
-    assert [e.position for e in everything] == [1, 2, 3, 4]
-    assert [e.event_id for e in await store.read_all(after_position=2, limit=1)] == ["b2"]
-    assert await store.read_all(after_position=4) == []
-
-
-async def test_wrong_expected_version_raises_conflict_and_writes_nothing(store: EventStore) -> None:
-    await append(store, "a", 0, [event("a1")])
-
-    with pytest.raises(ConflictError, match=r"^stream 'a' is at version 1, not the expected 0: "):
-        await append(store, "a", 0, [event("a2")])
-    with pytest.raises(ConflictError):
-        await append(store, "a", 5, [event("a3")])
-
-    assert [e.event_id for e in await store.read_all()] == ["a1"]
-
-
-async def test_conflict_in_a_batch_spares_its_neighbours(store: EventStore) -> None:
-    outcomes = await store.append_batch(
-        [
-            AppendRequest("a", 0, (event("a1"),)),
-            AppendRequest("b", 7, (event("b1"),)),
-            AppendRequest("c", 0, (event("c1"),)),
-        ]
-    )
-
-    assert isinstance(outcomes[0], Appended)
-    assert isinstance(outcomes[1], ConflictError)
-    assert isinstance(outcomes[2], Appended)
-    assert [e.event_id for e in await store.read_all()] == ["a1", "c1"]
-
-
-async def test_two_appends_to_one_stream_in_one_batch_are_applied_in_order(
-    store: EventStore,
-) -> None:
-    outcomes = await store.append_batch(
-        [AppendRequest("a", 0, (event("a1"),)), AppendRequest("a", 1, (event("a2"),))]
-    )
-
-    assert outcomes == [Appended("a", 1, (1,)), Appended("a", 2, (2,))]
-
-
-async def test_duplicate_event_id_is_a_no_op(store: EventStore) -> None:
-    first = await append(store, "a", 0, [event("a1"), event("a2")])
-
-    again = await append(store, "a", 0, [event("a1"), event("a2")])
-
-    assert again == Appended("a", 2, first.positions, duplicate=True)
-    assert len(await store.read_all()) == 2
-
-
-async def test_mixing_stored_and_new_event_ids_is_refused(store: EventStore) -> None:
-    await append(store, "a", 0, [event("a1")])
-
-    with pytest.raises(DuplicateEventError, match=r"^append to 'a' mixes new events"):
-        await append(store, "a", 1, [event("a1"), event("a2")])
-
-    assert [e.event_id for e in await store.read_all()] == ["a1"]
-
-
-async def test_a_multi_event_append_is_atomic(store: EventStore) -> None:
-    await append(store, "a", 0, [event("a1")])
-
-    outcomes = await store.append_batch([AppendRequest("a", 0, (event("x1"), event("x2")))])
-
-    assert isinstance(outcomes[0], ConflictError)
-    assert [e.event_id for e in await store.read("a")] == ["a1"]
-
-
-async def test_snapshots_round_trip(store: EventStore) -> None:
-    assert await store.load_snapshot("a") is None
-    first = Snapshot(stream="a", version=3, state=b'{"n":3}', schema_version=2, recorded_at=1.5)
-    newer = Snapshot(stream="a", version=9, state=b'{"n":9}', schema_version=2, recorded_at=2.5)
-
-    await store.save_snapshot(first)
-    assert await store.load_snapshot("a") == first
-    await store.save_snapshot(newer)
-    assert await store.load_snapshot("a") == newer
-
-
-async def test_checkpoints_round_trip(store: EventStore) -> None:
-    assert await store.load_checkpoint("projection") == 0
-    await store.save_checkpoint("projection", 42)
-    await store.save_checkpoint("publisher", 7)
-    assert await store.load_checkpoint("projection") == 42
-    assert await store.checkpoints() == {"projection": 42, "publisher": 7}
-
-
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])
-async def test_close_and_reopen_loses_nothing(
-    backend: str, tmp_path, request: pytest.FixtureRequest
-) -> None:  # type: ignore[no-untyped-def]
-    if backend == "dynamodb":
-        request.getfixturevalue("moto")
-    store_url = await prepare(url_for(backend, tmp_path))  # memory:// keeps nothing by design
-    async with open_store(store_url) as store:
-        await append(store, "a", 0, [event("a1"), event("a2")])
-        await store.save_snapshot(Snapshot(stream="a", version=2, state=b"{}"))
-        await store.save_checkpoint("p", 2)
-        before = await store.read_all()
-
-    async with open_store(store_url) as store:
-        assert await store.read_all() == before
-        assert (await store.load_snapshot("a")) is not None
-        assert await store.load_checkpoint("p") == 2
-        await append(store, "a", 2, [event("a3")])
-        assert [e.position for e in await store.read_all()] == [1, 2, 3]
-
-
-async def test_concurrent_batches_keep_positions_gap_free(store: EventStore) -> None:
-    async def writer(name: str) -> None:
-        for n in range(20):
-            await append(store, name, n, [event(f"{name}-{n}")])
-
-    async with trio.open_nursery() as nursery:
-        for name in "abcd":
-            nursery.start_soon(writer, name)
-
-    positions = [e.position for e in await store.read_all(limit=1000)]
-    assert positions == list(range(1, 81))
+    @pytest.fixture(params=[b for b in BACKENDS if b != "memory"])  # memory:// keeps nothing
+    async def open_durable_store(
+        self, request: pytest.FixtureRequest, tmp_path: pathlib.Path
+    ) -> Callable[[], AbstractAsyncContextManager[EventStore]]:
+        if request.param == "dynamodb":
+            request.getfixturevalue("moto")
+        url = await prepare(url_for(request.param, tmp_path))
+        return lambda: open_store(url)

@@ -25,7 +25,15 @@ run *ARGS: setup
 
 # Lint and type-check, then run the whole test suite
 test: lint
-    {{python}} -m pytest
+    {{python}} -m pytest -n 2
+
+# Every test at smaller sizes (fewer seeds, examples, events and kills), on both cores
+test-quick: setup
+    {{python}} -m pytest --quick -n 2 -q
+
+# Only the tests not marked slow: no real processes, no long runs
+test-fast: setup
+    {{python}} -m pytest -m "not slow" -n 2 -q
 
 # ruff (lint and format check) and strict mypy on runtime/, stores/ and actors/
 lint: setup

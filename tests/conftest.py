@@ -10,18 +10,20 @@ free port and reset between tests, each test on a table of its own.
 from __future__ import annotations
 
 import os
-import socket
-import threading
+import pathlib
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
 
+from hostsmith.actors.proof import free_port
 from hostsmith.runtime import EventStore
 from hostsmith.stores import init_store, open_store
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 BACKENDS = ["memory", "sqlite", "json-single", "json-split", "dynamodb"]
 MOTO: dict[str, str] = {}
 
@@ -39,51 +41,19 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
     raise AssertionError(backend)
 
 
-def serial_moto_server(port: int) -> Any:
-    """moto's `ThreadedMotoServer`, answering one request at a time.
-
-    moto's DynamoDB is not safe under concurrent requests: a
-    `TransactWriteItems` works on a copy of the table and puts its copy back,
-    so two at once can undo each other's committed writes, which the real
-    service never does (the two-daemon test caught it). Serving one request
-    at a time makes moto linearizable, like the service it stands in for.
-    """
-    from moto.moto_server.threaded_moto_server import MotoRequestHandler, ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
-
-    class SerialMotoServer(ThreadedMotoServer):
-        def _server_entry(self) -> None:
-            app = DomainDispatcherApplication(create_backend_app)
-            one_at_a_time = threading.Lock()
-
-            def serial(environ: Any, start_response: Any) -> Any:
-                with one_at_a_time:
-                    return list(app(environ, start_response))
-
-            self._server = make_server(
-                self._ip_address, self._port, serial, True, request_handler=MotoRequestHandler
-            )
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    return SerialMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """A real moto server on a free loopback port, with throwaway credentials."""
-    from moto import settings as moto_settings
-
-    # Behave like AWS where it matters to our error messages: an unknown
-    # image is refused, not launched.
-    moto_settings.ENABLE_AMI_VALIDATION = True
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = serial_moto_server(port)
-    server.start()
+    """A real moto server on a free loopback port, in its own process, with throwaway credentials."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.moto_process", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert server.stdout is not None
+    ready = server.stdout.readline()
+    assert ready.strip() == "ready", f"the moto server did not start: {ready!r}"
     saved = {
         k: os.environ.get(k)
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -95,7 +65,9 @@ def moto_server() -> Iterator[str]:
     try:
         yield MOTO["endpoint"]
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
+        server.stdout.close()
         MOTO.clear()
         for key, value in saved.items():
             if value is None:
@@ -135,3 +107,29 @@ async def store(store_url: str) -> AsyncIterator[EventStore]:
 def reopen(store_url: str) -> Callable[[], object]:
     """Open the same store again (a new connection to the same file)."""
     return lambda: open_store(store_url)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help="Run every test at smaller sizes (fewer seeds, examples, events and kills): "
+        "the developer's loop. CI runs the full sizes.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The fuzz tests take their number of examples from the profile.
+    from hypothesis import HealthCheck, settings
+
+    checks = [HealthCheck.too_slow]
+    settings.register_profile("full", max_examples=300, deadline=None, suppress_health_check=checks)
+    settings.register_profile("quick", max_examples=30, deadline=None, suppress_health_check=checks)
+    settings.load_profile("quick" if config.getoption("--quick") else "full")
+
+
+@pytest.fixture(scope="session")
+def quick(request: pytest.FixtureRequest) -> bool:
+    """True under `--quick`: size the test down, but still run all of it."""
+    return bool(request.config.getoption("--quick"))

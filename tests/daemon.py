@@ -11,10 +11,11 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any
+
+from hostsmith.actors.proof import free_port
 
 FAST_SIM = """
 [requests]
@@ -39,21 +40,22 @@ def hostsmith(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def write_config(directory: pathlib.Path, extra: str = "") -> pathlib.Path:
     config = directory / "hostsmith.toml"
     config.write_text(f'data_dir = "{directory / "data"}"\n{extra}\n{FAST_SIM}')
     return config
 
 
+def without_hostsmith_settings() -> dict[str, str]:
+    """This process's environment less any HOSTSMITH_* setting, which a test must pass on purpose."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HOSTSMITH_")}
+
+
 class Daemon:
-    def __init__(self, config: pathlib.Path) -> None:
+    def __init__(self, config: pathlib.Path, environment: dict[str, str] | None = None) -> None:
         self.config = config
+        self.environment = environment or {}
+        """HOSTSMITH_* settings for this daemon; the caller's own never leak into it."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
@@ -74,6 +76,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=without_hostsmith_settings() | self.environment,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -111,7 +114,8 @@ def hf(
         arguments += ["--url", url]
     if config:
         arguments += ["--config", str(config)]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSMITH_")}
-    done = subprocess.run(arguments, capture_output=True, text=True, env=environment, check=False)
+    done = subprocess.run(
+        arguments, capture_output=True, text=True, env=without_hostsmith_settings(), check=False
+    )
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, json.loads(done.stdout)

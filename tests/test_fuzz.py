@@ -13,7 +13,7 @@ import tempfile
 from typing import Any
 
 import trio
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from hostsmith.actors.errors import HostFactoryError
 from hostsmith.actors.hostfactory import CAPACITY, COMMANDS, MACHINE, REQUEST, Template
@@ -81,7 +81,6 @@ async def serve_one(command: str, body: bytes) -> tuple[Any, str | None, int, in
     return result, refusal, before, after
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(command=st.sampled_from(COMMANDS), body=bodies)
 def test_any_input_gets_an_answer_or_a_clear_refusal_and_refusals_write_nothing(
     command: str, body: bytes
@@ -134,7 +133,6 @@ async def call_api(method: str, path: str, body: bytes, chunks: int) -> tuple[in
     return sent[0]["status"], sent[1]["body"], before, after
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
     path=st.sampled_from(

@@ -17,13 +17,14 @@ from hostsmith.actors.proof import check_log, repro_command, run_seeds, simulate
 from hostsmith.runtime import StoredEvent
 from tests.daemon import hostsmith
 
-CHUNKS, PER_CHUNK = 10, 30  # 300 seeds in all
+CHUNKS, PER_CHUNK = 10, 30  # 300 seeds in all (30 under --quick)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_seeds_run_clean(chunk: int, tmp_path: pathlib.Path) -> None:
-    seeds = range(chunk * PER_CHUNK, (chunk + 1) * PER_CHUNK)
+def test_seeds_run_clean(chunk: int, tmp_path: pathlib.Path, quick: bool) -> None:
+    per_chunk = 3 if quick else PER_CHUNK
+    seeds = range(chunk * per_chunk, (chunk + 1) * per_chunk)
     # the first chunk also runs every seed twice and compares the traces
     outcomes = list(run_seeds(seeds, tmp_path, twice=chunk == 0))
     failures = [
@@ -33,8 +34,10 @@ def test_seeds_run_clean(chunk: int, tmp_path: pathlib.Path) -> None:
         if not o.clean
     ]
     assert not failures, "\n".join(failures)
-    # the seeds did meet trouble: faults were injected and calls failed
-    assert sum(sum(o.injected.values()) for o in outcomes) > 0
+    # the seeds did meet trouble: nearly every one had faults injected (a
+    # few seeds draw calm chances), and calls failed
+    troubled = [o.seed for o in outcomes if sum(o.injected.values()) > 0]
+    assert len(troubled) >= 2 / 3 * len(outcomes), {o.seed: o.injected for o in outcomes}
     assert sum(o.acknowledged for o in outcomes) > 0
     assert sum(o.events for o in outcomes) > 0
 

@@ -20,8 +20,8 @@ from rich.table import Table
 from hostsmith.actors.errors import ConfigError, redact
 from hostsmith.actors.service import Config, load_config
 
-console = Console()
-stderr = Console(stderr=True)
+console = Console(soft_wrap=True)  # what scripts parse must never wrap
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, exit_code: int = 2) -> NoReturn:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from hostsmith.actors.proof._crash import (
     crash_suite as crash_suite,
+    free_port as free_port,
     prepare as prepare,
 )
 from hostsmith.actors.proof._invariants import (
@@ -27,4 +28,13 @@ from hostsmith.actors.proof._soak import (
     soak as soak,
 )
 
-__all__ = ["check_log", "crash_suite", "prepare", "repro_command", "run_seeds", "simulate", "soak"]
+__all__ = [
+    "check_log",
+    "crash_suite",
+    "free_port",
+    "prepare",
+    "repro_command",
+    "run_seeds",
+    "simulate",
+    "soak",
+]

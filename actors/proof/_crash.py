@@ -200,7 +200,7 @@ class _Daemon(msgspec.Struct):
 @asynccontextmanager
 async def _daemon(config_path: pathlib.Path) -> AsyncIterator[_Daemon]:
     """A `hostsmith serve` process on a free loopback port, logging beside its config."""
-    port = _free_port()
+    port = free_port()
     log_path = config_path.parent / "daemon.log"
     with log_path.open("a") as log:
         process = await trio.lowlevel.open_process(
@@ -226,7 +226,8 @@ async def _daemon(config_path: pathlib.Path) -> AsyncIterator[_Daemon]:
             await process.stdout.aclose()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now (the daemon binds it a moment later)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

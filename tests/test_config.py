@@ -1,0 +1,97 @@
+"""Configuration: the file, the HOSTSMITH_* overrides, and provider sections owned by their plugins."""
+
+from __future__ import annotations
+
+import pathlib
+
+import httpx
+import msgspec
+import pytest
+
+from hostsmith.actors.errors import ConfigError
+from hostsmith.actors.providers import GatewayPolicy, ProviderRegistry
+from hostsmith.actors.providers.sim import SimSettings
+from hostsmith.actors.service import Config, RequestSettings, load_config
+from tests.daemon import Daemon, write_config
+
+
+def test_no_file_and_no_variables_give_the_embedded_defaults() -> None:
+    config = load_config(None, {})
+    assert config.provider == "sim"
+    assert config.requests == RequestSettings()
+    assert config.gateway == GatewayPolicy()
+    assert config.providers == {"sim": SimSettings()}
+    assert config.store_url.startswith("sqlite://")
+    assert config.store_url.endswith("/events.db")
+
+
+def test_variables_override_top_level_keys_sections_and_provider_sections(
+    tmp_path: pathlib.Path,
+) -> None:
+    file = tmp_path / "hostsmith.toml"
+    file.write_text('store = "memory://"\n[server]\nport = 9000\n[sim]\nseed = 1\nlatency = 0.5\n')
+    config = load_config(
+        file,
+        {
+            "HOSTSMITH_STORE": "sqlite:///tmp/x.db",
+            "HOSTSMITH_SERVER_PORT": "9100",
+            "HOSTSMITH_SIM_SEED": "7",
+            "HOSTSMITH_REQUESTS_POLL_INTERVAL": "0.5",
+            "HOSTSMITH_CONFIG": "ignored: the scripts read it themselves",
+            "PATH": "/usr/bin",
+        },
+    )
+    assert config.store == "sqlite:///tmp/x.db"
+    assert config.server.port == 9100
+    assert config.requests.poll_interval == 0.5
+    assert config.providers["sim"] == SimSettings(seed=7, latency=0.5)
+
+
+def test_an_unknown_variable_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"^unknown setting HOSTSMITH_NOPE in the environment$"):
+        load_config(None, {"HOSTSMITH_NOPE": "1"})
+
+
+def test_a_bad_value_in_a_provider_section_names_the_section_and_the_key(
+    tmp_path: pathlib.Path,
+) -> None:
+    file = tmp_path / "hostsmith.toml"
+    file.write_text("[sim]\nfailure_rate = 2\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"^config file .*: \[sim\] Expected `float` <= 1.0 - at `\$.failure_rate`$",
+    ):
+        load_config(file, {})
+
+
+def test_a_section_no_installed_provider_owns_is_refused(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "hostsmith.toml"
+    file.write_text("[mycloud]\nregion = 'x'\n")
+    with pytest.raises(ConfigError, match=r"unknown field `mycloud`"):
+        load_config(file, {})
+
+
+def test_an_unknown_provider_is_named_with_the_installed_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^unknown provider 'mycloud': the installed providers are aws, sim$"
+    ):
+        load_config(None, {"HOSTSMITH_PROVIDER": "mycloud"}, providers=ProviderRegistry.discover())
+
+
+def test_the_sections_are_the_components_own_settings_structs() -> None:
+    """One default per setting: the config holds the components' structs, not copies of them."""
+    fields = {field.name: field.type for field in msgspec.structs.fields(Config)}
+    assert fields["requests"] is RequestSettings
+    assert fields["gateway"] is GatewayPolicy
+
+
+@pytest.mark.slow
+def test_the_daemon_takes_its_settings_from_hostsmith_variables(tmp_path: pathlib.Path) -> None:
+    daemon = Daemon(write_config(tmp_path), environment={"HOSTSMITH_SERVER_MAX_BODY": "2048"})
+    daemon.start()
+    try:
+        response = httpx.post(f"{daemon.url}/api/v1/getAvailableTemplates", content=b" " * 4096)
+    finally:
+        daemon.stop()
+    assert response.status_code == 413
+    assert response.json() == {"message": "request body is larger than the limit of 2048 bytes"}

@@ -348,9 +348,7 @@ class AggregateActor(Generic[S, C, E]):
         self._in_flight = None
         if isinstance(outcome, Appended) and not outcome.duplicate:
             try:
-                state, evolve = self.state, self.kind.evolve
-                for event in batch.events:
-                    state = evolve(state, event)
+                state = self._folded(batch.events)
             except Exception as failure:
                 for envelope, _ in batch.plan:
                     _answer(envelope.reply, ActorCrashed(self.name, failure))
@@ -367,10 +365,7 @@ class AggregateActor(Generic[S, C, E]):
                 self._remember(envelope.command_id, committed)
                 _answer(envelope.reply, committed)
             self.version = outcome.version
-            if self.kind.snapshot_every and self.kind.state_type is not None:
-                every = self.kind.snapshot_every
-                if outcome.version // every != previous // every:
-                    self._follow_up = self._save_snapshot
+            self._snapshot_if_due(previous)
         else:
             self._follow_up = lambda: self._recover_batch(outcome, batch)
         self._wake()
@@ -462,9 +457,7 @@ class AggregateActor(Generic[S, C, E]):
         self._in_flight = None
         if isinstance(outcome, Appended) and not outcome.duplicate:
             try:
-                state, evolve = self.state, self.kind.evolve
-                for event in in_flight.events:
-                    state = evolve(state, event)
+                state = self._folded(in_flight.events)
             except Exception as failure:
                 _answer(in_flight.envelope.reply, ActorCrashed(self.name, failure))
                 self._crash(failure)
@@ -474,10 +467,7 @@ class AggregateActor(Generic[S, C, E]):
             committed = Committed(outcome.version, tuple(in_flight.events))
             self._remember(in_flight.envelope.command_id, committed)
             _answer(in_flight.envelope.reply, committed)
-            if self.kind.snapshot_every and self.kind.state_type is not None:
-                every = self.kind.snapshot_every
-                if outcome.version // every != previous // every:
-                    self._follow_up = self._save_snapshot
+            self._snapshot_if_due(previous)
         else:
             self._follow_up = lambda: self._recover_from(outcome, in_flight)
         self._wake()
@@ -542,6 +532,21 @@ class AggregateActor(Generic[S, C, E]):
             causation_id=envelope.command_id,
             recorded_at=self.wall_clock(),
         )
+
+    def _folded(self, events: Sequence[E]) -> S:
+        """The state after `events` (durable now); raises whatever `evolve` raises."""
+        state, evolve = self.state, self.kind.evolve
+        for event in events:
+            state = evolve(state, event)
+        return state
+
+    def _snapshot_if_due(self, previous: int) -> None:
+        """Save a snapshot next if this write crossed a multiple of `snapshot_every`."""
+        every = self.kind.snapshot_every
+        if not every or self.kind.state_type is None:
+            return
+        if self.version // every != previous // every:
+            self._follow_up = self._save_snapshot
 
     def _remember(self, command_id: str, committed: Committed) -> None:
         recent = self._recent

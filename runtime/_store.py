@@ -45,6 +45,21 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: str = ""
     recorded_at: float = 0.0
 
+    def stored_at(self, stream: str, version: int, position: int) -> StoredEvent:
+        """This event as a store holds it, at `version` of `stream` and `position` in the log."""
+        return StoredEvent(
+            stream,
+            version,
+            position,
+            self.event_id,
+            self.type,
+            self.data,
+            self.schema_version,
+            self.correlation_id,
+            self.causation_id,
+            self.recorded_at,
+        )
+
 
 class StoredEvent(msgspec.Struct, frozen=True):
     """An event as the store holds it, with its place in the stream and the log.
@@ -62,6 +77,18 @@ class StoredEvent(msgspec.Struct, frozen=True):
     correlation_id: str = ""
     causation_id: str = ""
     recorded_at: float = 0.0
+
+    def as_new(self) -> NewEvent:
+        """The same event, ready to be appended elsewhere (a migration copies it so)."""
+        return NewEvent(
+            event_id=self.event_id,
+            type=self.type,
+            data=self.data,
+            schema_version=self.schema_version,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            recorded_at=self.recorded_at,
+        )
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
@@ -153,20 +180,7 @@ def plan_appends(
         positions = []
         for new in request.events:
             actual += 1
-            written.append(
-                StoredEvent(
-                    stream,
-                    actual,
-                    position,
-                    new.event_id,
-                    new.type,
-                    new.data,
-                    new.schema_version,
-                    new.correlation_id,
-                    new.causation_id,
-                    new.recorded_at,
-                )
-            )
+            written.append(new.stored_at(stream, actual, position))
             pending[new.event_id] = position
             positions.append(position)
             position += 1

@@ -4,6 +4,7 @@
 suite (tests/test_store_contract.py).
 """
 
+from hostsmith.stores._aws import aws_session as aws_session
 from hostsmith.stores._migrate import (
     MigrationError as MigrationError,
     MigrationReport as MigrationReport,
@@ -19,6 +20,7 @@ __all__ = [
     "MigrationReport",
     "SQLiteStore",
     "Verification",
+    "aws_session",
     "init_store",
     "migrate",
     "open_store",

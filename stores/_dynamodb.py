@@ -43,7 +43,7 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import SplitResult, parse_qs
+from urllib.parse import SplitResult
 
 import trio
 
@@ -56,6 +56,8 @@ from hostsmith.runtime import (
     StoreOpenError,
     plan_appends,
 )
+from hostsmith.stores._aws import aws_session
+from hostsmith.stores._url import url_options
 
 LOG_BUCKET = 1000
 MAX_ITEMS = 100
@@ -533,41 +535,25 @@ def _options(url: SplitResult) -> tuple[str, dict[str, str]]:
         raise StoreOpenError(
             f"store URL {url.geturl()!r} names no table: use dynamodb://TABLE?region=REGION"
         )
-    options = {key: values[-1] for key, values in parse_qs(url.query).items()}
-    unknown = set(options) - {"region", "endpoint"}
-    if unknown:
-        raise StoreOpenError(
-            f"unknown option {sorted(unknown)[0]!r} in DynamoDB store URL {url.geturl()!r} "
-            "(known: region, endpoint)"
-        )
-    return table, options
+    return table, url_options(url, "DynamoDB", ("region", "endpoint"))
 
 
 @asynccontextmanager
 async def open_client(options: dict[str, str]) -> AsyncIterator[Any]:
     try:
-        from aiobotocore.config import AioConfig
-        from aiobotocore.httpxsession import HttpxSession
-        from aiobotocore.session import get_session
+        session, config = aws_session(
+            retries={"max_attempts": 3, "mode": "standard"},
+            # Every activation reads, and the journal commits, at once: a small
+            # pool whose waiters time out after 5 s (httpx's default) failed
+            # commits whenever the table was slow. Waiting for a connection is
+            # bounded by the callers' own deadlines instead.
+            max_pool_connections=MAX_CONNECTIONS,
+            connector_args={"pool_timeout": None},
+        )
     except ImportError:
         raise StoreOpenError(
             "the DynamoDB store needs the aws extra: pip install 'hostsmith[aws]'"
         ) from None
-    session = get_session()
-    config = AioConfig(
-        http_session_cls=HttpxSession,
-        retries={"max_attempts": 3, "mode": "standard"},
-        # Every activation reads, and the journal commits, at once: a small
-        # pool whose waiters time out after 5 s (httpx's default) failed
-        # commits whenever the table was slow. Waiting for a connection is
-        # bounded by the callers' own deadlines instead.
-        max_pool_connections=MAX_CONNECTIONS,
-        connector_args={"pool_timeout": None},
-    )
-    # Credentials are resolved with the session's default config, not the
-    # client's: without this, the instance-profile and container lookups
-    # would use aiohttp, which needs an asyncio loop that trio does not have.
-    session.set_default_client_config(config)
     async with session.create_client(
         "dynamodb",
         region_name=options.get("region") or None,

@@ -34,7 +34,7 @@ import pathlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, parse_qs
+from urllib.parse import SplitResult
 
 import msgspec
 import trio
@@ -48,19 +48,22 @@ from hostsmith.runtime import (
     StoreOpenError,
     plan_appends,
 )
+from hostsmith.stores._url import url_options
 
 log = logging.getLogger("hostsmith.stores.json")
 T = TypeVar("T")
 
 
 class Line(msgspec.Struct, kw_only=True):
+    """One event as a line of the log: a `StoredEvent`'s fields, with the payload as JSON."""
+
     stream: str
     version: int
     position: int
-    id: str
+    event_id: str = msgspec.field(name="id")
     type: str
     schema_version: int = 1
-    time: float = 0.0
+    recorded_at: float = msgspec.field(default=0.0, name="time")
     correlation_id: str = ""
     causation_id: str = ""
     data: msgspec.Raw = msgspec.Raw(b"{}")
@@ -80,38 +83,15 @@ _snapshot_decoder = msgspec.json.Decoder(SnapshotLine)
 
 
 def _to_line(event: StoredEvent) -> bytes:
-    return (
-        _encoder.encode(
-            Line(
-                stream=event.stream,
-                version=event.version,
-                position=event.position,
-                id=event.event_id,
-                type=event.type,
-                schema_version=event.schema_version,
-                time=event.recorded_at,
-                correlation_id=event.correlation_id,
-                causation_id=event.causation_id,
-                data=msgspec.Raw(event.data),
-            )
-        )
-        + b"\n"
-    )
+    fields = msgspec.structs.asdict(event)
+    fields["data"] = msgspec.Raw(event.data)
+    return _encoder.encode(Line(**fields)) + b"\n"
 
 
 def _from_line(line: Line) -> StoredEvent:
-    return StoredEvent(
-        line.stream,
-        line.version,
-        line.position,
-        line.id,
-        line.type,
-        bytes(line.data),
-        line.schema_version,
-        line.correlation_id,
-        line.causation_id,
-        line.time,
-    )
+    fields = msgspec.structs.asdict(line)
+    fields["data"] = bytes(line.data)
+    return StoredEvent(**fields)
 
 
 class JsonStore:
@@ -360,13 +340,7 @@ async def open_json_store(url: SplitResult) -> AsyncIterator[JsonStore]:
         raise StoreOpenError(
             f"store URL {url.geturl()!r} names no directory: use json:///path/to/dir"
         )
-    options = {key: values[-1] for key, values in parse_qs(url.query).items()}
-    unknown = set(options) - {"layout"}
-    if unknown:
-        raise StoreOpenError(
-            f"unknown option {sorted(unknown)[0]!r} in JSON store URL {url.geturl()!r} "
-            "(known: layout)"
-        )
+    options = url_options(url, "JSON", ("layout",))
     layout = options.get("layout", "single")
     if layout not in {"single", "split"}:
         raise StoreOpenError(f"layout={layout!r} in the JSON store URL is not one of single, split")

@@ -33,7 +33,6 @@ from hostsmith.runtime import (
     AppendRequest,
     EventStore,
     JournalError,
-    NewEvent,
     StoredEvent,
     StoreOpenError,
 )
@@ -168,18 +167,7 @@ def _request(run: list[StoredEvent]) -> AppendRequest:
     return AppendRequest(
         run[0].stream,
         run[0].version - 1,
-        tuple(
-            NewEvent(
-                event_id=e.event_id,
-                type=e.type,
-                data=e.data,
-                schema_version=e.schema_version,
-                correlation_id=e.correlation_id,
-                causation_id=e.causation_id,
-                recorded_at=e.recorded_at,
-            )
-            for e in run
-        ),
+        tuple(e.as_new() for e in run),
     )
 
 

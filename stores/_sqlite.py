@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, parse_qs
+from urllib.parse import SplitResult
 
 import trio
 
@@ -59,6 +59,7 @@ from hostsmith.runtime import (
     StoredEvent,
     StoreOpenError,
 )
+from hostsmith.stores._url import url_options
 from hostsmith.stores._worker import InlineWorker, WorkerThread
 
 T = TypeVar("T")
@@ -483,13 +484,7 @@ def _check_owner(db: sqlite3.Connection, path: Path) -> None:
 @asynccontextmanager
 async def open_sqlite_store(url: SplitResult) -> AsyncIterator[SQLiteStore]:
     path = sqlite_path(url)
-    options = {key: values[-1] for key, values in parse_qs(url.query).items()}
-    unknown = set(options) - {"synchronous", "worker"}
-    if unknown:
-        raise StoreOpenError(
-            f"unknown option {sorted(unknown)[0]!r} in SQLite store URL {url.geturl()!r} "
-            "(known: synchronous, worker)"
-        )
+    options = url_options(url, "SQLite", ("synchronous", "worker"))
     kind = options.get("worker", "thread")
     if kind not in ("thread", "inline"):
         raise StoreOpenError(

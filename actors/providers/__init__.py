@@ -10,7 +10,8 @@
   `hostsmith.providers` entry points. `sim` and `aws` live in subpackages
   of their own and are registered there like anyone else's.
 
-May import: `hostsmith.runtime`, `hostsmith.actors.errors` and
+May import: `hostsmith.runtime`, `hostsmith.actors.errors`, `hostsmith.stores.aws_session`
+(the aws clients, set up for trio once for the store and the provider) and
 `hostsmith.actors.hostfactory`. This package's `__init__` never imports a
 provider subpackage: a plugin is imported when it is used.
 """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -44,18 +45,12 @@ ORPHAN_AGE = 60.0
 """Seconds after which a reservation without its request is taken to be orphaned."""
 
 
+@dataclass(frozen=True, slots=True)
 class Settlement:
-    def __init__(
-        self,
-        runtime: Runtime,
-        gateway: Gateway,
-        projections: Projections,
-        clock: Callable[[], float],
-    ) -> None:
-        self.runtime = runtime
-        self.gateway = gateway
-        self.projections = projections
-        self.clock = clock
+    runtime: Runtime
+    gateway: Gateway
+    projections: Projections
+    clock: Callable[[], float]
 
     async def release(self, request_id: str, template_id: str, count: int, by: str = "") -> None:
         if count > 0:

@@ -43,6 +43,7 @@ from hostsmith.actors.providers.aws._api import (
     tag,
 )
 from hostsmith.actors.providers.aws._handlers import HANDLERS
+from hostsmith.stores import aws_session
 
 SPOT_NOTICE_SECONDS = 120
 """AWS warns two minutes before it takes a spot instance back."""
@@ -142,21 +143,11 @@ async def open_aws_provider(
 ) -> AsyncIterator[AwsProvider]:
     """EC2 and Auto Scaling clients on the standard credential chain, botocore's retries off."""
     try:
-        from aiobotocore.config import AioConfig
-        from aiobotocore.httpxsession import HttpxSession
-        from aiobotocore.session import get_session
+        session, config = aws_session(retries={"total_max_attempts": 1, "mode": "standard"})
     except ImportError:
         raise ConfigError(
             "the aws provider needs the aws extra: pip install 'hostsmith[aws]'"
         ) from None
-    config = AioConfig(
-        http_session_cls=HttpxSession, retries={"total_max_attempts": 1, "mode": "standard"}
-    )
-    session = get_session()
-    # Credentials are resolved with the session's default config, not the
-    # client's: without this, the instance-profile and container lookups
-    # would use aiohttp, which needs an asyncio loop that trio does not have.
-    session.set_default_client_config(config)
     where = {"region_name": settings.region or None, "endpoint_url": settings.endpoint or None}
     async with (
         session.create_client("ec2", config=config, **where) as ec2,

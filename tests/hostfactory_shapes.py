@@ -12,7 +12,7 @@ import msgspec
 
 
 class TemplateOut(msgspec.Struct):
-    templateId: str
+    templateId: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
     maxNumber: Annotated[int, msgspec.Meta(ge=-1, le=10000)]
     attributes: dict[str, tuple[Literal["String", "Numeric", "Boolean"], str]]
     availableNumber: Annotated[int, msgspec.Meta(ge=0)] | None = None
@@ -78,6 +78,25 @@ SHAPES: dict[str, type[msgspec.Struct]] = {
 }
 
 
+class Refusal(msgspec.Struct, forbid_unknown_fields=True):
+    """Any failed call: one message, which Host Factory shows, and nothing else."""
+
+    message: Annotated[str, msgspec.Meta(min_length=1)]
+
+
 def conforms(command: str, output: object) -> None:
     """Raise if `output` is not what Host Factory expects from `command`."""
     msgspec.convert(output, SHAPES[command], strict=True)
+
+
+def refuses(output: object) -> None:
+    """Raise if `output` is not a Host Factory error answer: `{"message": "..."}`."""
+    msgspec.convert(output, Refusal, strict=True)
+
+
+def answers(command: str, status: int, output: object) -> None:
+    """Check an answer of `hostsmith hf` (exit status) or the API (0 for HTTP 200)."""
+    if status == 0:
+        conforms(command, output)
+    else:
+        refuses(output)

@@ -12,6 +12,7 @@ import pathlib
 import tempfile
 from typing import Any
 
+import msgspec
 import trio
 from hypothesis import given, strategies as st
 
@@ -23,6 +24,7 @@ from hostsmith.actors.server import Api
 from hostsmith.actors.service import Application, Config, HostFactory, Server, answer
 from hostsmith.runtime import open_runtime
 from hostsmith.runtime.testing import MemoryStore
+from tests.hostfactory_shapes import conforms, refuses
 
 ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
 TEMPLATES = {"T": Template(template_id="T", max_number=5, attributes=ATTRIBUTES)}
@@ -93,8 +95,7 @@ def test_any_input_gets_an_answer_or_a_clear_refusal_and_refusals_write_nothing(
             f"{command} was refused ({refusal}) but wrote {after - before} events"
         )
     else:
-        assert isinstance(result, dict)
-        json.dumps(result)  # what Host Factory receives is JSON
+        conforms(command, msgspec.to_builtins(result))  # what Host Factory receives, exactly
 
 
 async def call_api(method: str, path: str, body: bytes, chunks: int) -> tuple[int, bytes, int, int]:
@@ -149,5 +150,7 @@ def test_any_http_call_gets_json_and_a_known_status(
     assert status in {200, 400, 404, 405, 413}
     answer_json = json.loads(payload)
     if status != 200:
-        assert answer_json["message"].strip()
+        refuses(answer_json)
         assert after == before
+    elif path.removeprefix("/api/v1/") in COMMANDS:
+        conforms(path.removeprefix("/api/v1/"), answer_json)

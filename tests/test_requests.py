@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 import pytest
 
 from hostsmith.actors.hostfactory import (
@@ -51,8 +52,8 @@ OPEN = OpenAcquire(template_id="T", count=3, deadline=1600.0, opened_at=1000.0)
 
 def test_an_acquire_is_running_until_every_machine_runs_then_complete() -> None:
     launched = run([OPEN, RecordLaunched(machines=(machine(1), machine(2), machine(3)))])
-    assert to_host_factory(launched)["status"] == "running"
-    assert [m["result"] for m in to_host_factory(launched)["machines"]] == ["executing"] * 3
+    assert to_host_factory(launched).status == "running"
+    assert [m.result for m in to_host_factory(launched).machines] == ["executing"] * 3
 
     done = run(
         [
@@ -64,8 +65,8 @@ def test_an_acquire_is_running_until_every_machine_runs_then_complete() -> None:
     )
     view = to_host_factory(done)
     assert done.status == "completed"
-    assert view["status"] == "complete"
-    assert view["machines"][0] == {
+    assert view.status == "complete"
+    assert msgspec.to_builtins(view.machines[0]) == {  # the wire names, exactly
         "machineId": "i-1",
         "name": "ip-10-0-0-1.sim.internal",
         "result": "succeed",
@@ -85,16 +86,16 @@ def test_a_partial_fulfilment_settles_with_an_error_and_says_why() -> None:
     state = run([OPEN, RecordLaunched(machines=some, final=True)])
     view = to_host_factory(state)
     assert state.status == "partial"
-    assert view["status"] == "complete_with_error"
-    assert view["message"] == "1 of 3 machines done: capacity exhausted"
-    assert [m["result"] for m in view["machines"]] == ["succeed", "fail"]
-    assert view["machines"][1]["message"] == "capacity exhausted"
+    assert view.status == "complete_with_error"
+    assert view.message == "1 of 3 machines done: capacity exhausted"
+    assert [m.result for m in view.machines] == ["succeed", "fail"]
+    assert view.machines[1].message == "capacity exhausted"
 
 
 def test_a_provider_refusal_fails_the_request_with_its_message() -> None:
     state = run([OPEN, RecordFailure("InvalidAMIID.NotFound: ami-123 does not exist")])
     assert state.status == "failed"
-    assert to_host_factory(state)["message"] == "InvalidAMIID.NotFound: ami-123 does not exist"
+    assert to_host_factory(state).message == "InvalidAMIID.NotFound: ami-123 does not exist"
 
 
 def test_the_deadline_times_the_request_out_once() -> None:
@@ -135,8 +136,8 @@ def test_reports_after_settling_are_recorded_but_do_not_change_the_status() -> N
 def test_a_return_completes_when_every_machine_is_terminated() -> None:
     returning = OpenReturn(machines=(machine(1), machine(2)), deadline=1600.0, opened_at=1000.0)
     state = run([returning, RecordStates((StateChange("i-1", "shutting-down"),))], "ret-1")
-    assert to_host_factory(state)["status"] == "running"
-    assert [m["result"] for m in to_host_factory(state)["machines"]] == ["executing", "executing"]
+    assert to_host_factory(state).status == "running"
+    assert [m.result for m in to_host_factory(state).machines] == ["executing", "executing"]
 
     state = run(
         [
@@ -145,8 +146,8 @@ def test_a_return_completes_when_every_machine_is_terminated() -> None:
         ],
         "ret-1",
     )
-    assert to_host_factory(state)["status"] == "complete"
-    assert [m["result"] for m in to_host_factory(state)["machines"]] == ["succeed", "succeed"]
+    assert to_host_factory(state).status == "complete"
+    assert [m.result for m in to_host_factory(state).machines] == ["succeed", "succeed"]
 
 
 def test_opening_twice_the_same_way_is_a_retry_and_otherwise_refused() -> None:
@@ -164,7 +165,7 @@ def test_bad_opens_are_refused() -> None:
 
 
 def test_an_unknown_request_is_reported_as_host_factory_expects() -> None:
-    assert to_host_factory(Request(request_id="req-nope")) == {
+    assert msgspec.to_builtins(to_host_factory(Request(request_id="req-nope"))) == {
         "requestId": "req-nope",
         "status": "complete_with_error",
         "message": "request req-nope is unknown",

@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
 from hostsmith.actors.errors import HostFactoryError
-from hostsmith.actors.hostfactory import CAPACITY, MACHINE, REQUEST, MachineRef, Reserve, Template
+from hostsmith.actors.hostfactory import (
+    CAPACITY,
+    MACHINE,
+    REQUEST,
+    AvailableTemplates,
+    MachineRef,
+    RequestAccepted,
+    RequestStatusEntry,
+    RequestStatuses,
+    Reserve,
+    ReturnRequests,
+    Template,
+)
 from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import HostFactory, RequestSettings
 from hostsmith.runtime import AskTimeout, CircuitState, open_runtime
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
+from tests.hostfactory_shapes import conforms
+
+T = TypeVar("T")
 
 ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
 TEMPLATES = {
@@ -35,6 +51,30 @@ def epoch() -> float:
     return EPOCH + trio.current_time()
 
 
+class CheckedHostFactory(HostFactory):
+    """The service itself, with every answer checked against Host Factory's shapes on its way out."""
+
+    async def get_available_templates(self) -> AvailableTemplates:
+        return checked("getAvailableTemplates", await super().get_available_templates())
+
+    async def request_machines(self, template_id: str, count: int) -> RequestAccepted:
+        return checked("requestMachines", await super().request_machines(template_id, count))
+
+    async def request_return_machines(self, machines: Sequence[MachineRef]) -> RequestAccepted:
+        return checked("requestReturnMachines", await super().request_return_machines(machines))
+
+    async def get_request_status(self, request_ids: Sequence[str]) -> RequestStatuses:
+        return checked("getRequestStatus", await super().get_request_status(request_ids))
+
+    async def get_return_requests(self, machines: Sequence[MachineRef]) -> ReturnRequests:
+        return checked("getReturnRequests", await super().get_return_requests(machines))
+
+
+def checked(command: str, answer: T) -> T:
+    conforms(command, msgspec.to_builtins(answer))
+    return answer
+
+
 async def start_service(
     tmp_path: pathlib.Path, nursery: trio.Nursery, store: MemoryStore | None = None, **sim: Any
 ) -> HostFactory:
@@ -44,7 +84,7 @@ async def start_service(
     gateway = Gateway(
         cloud, GatewayPolicy(call_timeout=5.0, attempts=6, failure_threshold=5, reset_timeout=30.0)
     )
-    service = HostFactory(
+    service = CheckedHostFactory(
         runtime, gateway, TEMPLATES, RequestSettings(timeout=600, poll_interval=2), clock=epoch
     )
     await nursery.start(service.run)
@@ -64,11 +104,11 @@ async def nursery_enter(nursery: trio.Nursery, manager: Any) -> Any:
 
 async def wait_for_status(
     service: HostFactory, request_id: str, status: str, limit: float = 3600
-) -> dict[str, Any]:
+) -> RequestStatusEntry:
     with trio.fail_after(limit):
         while True:
-            (entry,) = (await service.get_request_status([request_id]))["requests"]
-            if entry["status"] == status:
+            (entry,) = (await service.get_request_status([request_id])).requests
+            if entry.status == status:
                 return entry
             await trio.sleep(1)
 
@@ -83,23 +123,21 @@ async def nursery_() -> AsyncIterator[trio.Nursery]:
 async def test_acquire_and_return_three_machines(tmp_path, nursery_, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
     asked = await service.request_machines("OnDemand", 3)
-    assert asked["message"] == "Request VM success."
-    assert asked["requestId"].startswith("req-")
+    assert asked.message == "Request VM success."
+    assert asked.request_id.startswith("req-")
 
-    done = await wait_for_status(service, asked["requestId"], "complete")
-    assert [m["result"] for m in done["machines"]] == ["succeed"] * 3
-    assert all(
-        m["name"].endswith(".sim.internal") and m["privateIpAddress"] for m in done["machines"]
-    )
-    templates = {t["templateId"]: t for t in (await service.get_available_templates())["templates"]}
-    assert templates["OnDemand"]["availableNumber"] == 97
+    done = await wait_for_status(service, asked.request_id, "complete")
+    assert [m.result for m in done.machines] == ["succeed"] * 3
+    assert all(m.name.endswith(".sim.internal") and m.private_ip_address for m in done.machines)
+    templates = {t.template_id: t for t in (await service.get_available_templates()).templates}
+    assert templates["OnDemand"].available_number == 97
 
     returned = await service.request_return_machines(
-        [MachineRef(m["name"], m["machineId"]) for m in done["machines"]]
+        [MachineRef(m.name, m.machine_id) for m in done.machines]
     )
-    assert returned["requestId"].startswith("ret-")
-    finished = await wait_for_status(service, returned["requestId"], "complete")
-    assert [m["result"] for m in finished["machines"]] == ["succeed"] * 3
+    assert returned.request_id.startswith("ret-")
+    finished = await wait_for_status(service, returned.request_id, "complete")
+    assert [m.result for m in finished.machines] == ["succeed"] * 3
     await trio.testing.wait_all_tasks_blocked()
     capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
     assert (capacity.reserved, capacity.in_use) == ({}, 0)
@@ -110,7 +148,7 @@ async def test_an_unknown_request_id_gets_its_own_error_entry(
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
     answer = await service.get_request_status(["req-nope", "garbage"])
-    assert [(r["requestId"], r["status"], r["message"]) for r in answer["requests"]] == [
+    assert [(r.request_id, r.status, r.message) for r in answer.requests] == [
         ("req-nope", "complete_with_error", "request req-nope is unknown"),
         ("garbage", "complete_with_error", "request garbage is unknown"),
     ]
@@ -124,7 +162,7 @@ async def test_max_number_holds_under_200_racing_requests(
 
     async def ask() -> None:
         try:
-            granted.append((await service.request_machines("Spot", 1))["requestId"])
+            granted.append((await service.request_machines("Spot", 1)).request_id)
         except HostFactoryError as refusal:
             refused.append(str(refusal))
 
@@ -139,7 +177,7 @@ async def test_every_request_completes_at_a_30_percent_transient_failure_rate(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_, failure_rate=0.3, seed=3)
-    ids = [(await service.request_machines("OnDemand", 2))["requestId"] for _ in range(20)]
+    ids = [(await service.request_machines("OnDemand", 2)).request_id for _ in range(20)]
     for request_id in ids:
         await wait_for_status(service, request_id, "complete")
     assert service.gateway.retries > 0
@@ -149,16 +187,16 @@ async def test_a_permanent_error_fails_the_request_with_the_providers_message(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
-    request_id = (await service.request_machines("Broken", 1))["requestId"]
+    request_id = (await service.request_machines("Broken", 1)).request_id
     entry = await wait_for_status(service, request_id, "complete_with_error")
-    assert entry["message"] == "InvalidAMIID.NotFound: The image id '[ami-bad1]' does not exist"
+    assert entry.message == "InvalidAMIID.NotFound: The image id '[ami-bad1]' does not exist"
 
 
 async def test_a_sustained_outage_opens_the_circuit_and_it_recovers(
     tmp_path, nursery_, autojump_clock, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_, failure_rate=1.0)
-    request_id = (await service.request_machines("OnDemand", 1))["requestId"]
+    request_id = (await service.request_machines("OnDemand", 1)).request_id
     await trio.sleep(20)
     assert service.gateway.breaker.state is CircuitState.OPEN
     assert "circuit provider:sim is now open after 5 consecutive failures" in caplog.text
@@ -199,15 +237,15 @@ async def test_a_reclaimed_spot_machine_is_listed_with_its_grace_period(
         tmp_path, nursery_, spot_reclaim_rate=1.0, spot_lifetime=400, reclaim_notice=120
     )
     done = await wait_for_status(
-        service, (await service.request_machines("Spot", 2))["requestId"], "complete"
+        service, (await service.request_machines("Spot", 2)).request_id, "complete"
     )
-    held = [MachineRef(m["name"], m["machineId"]) for m in done["machines"]]
+    held = [MachineRef(m.name, m.machine_id) for m in done.machines]
     with trio.fail_after(4000):
-        while not (answer := await service.get_return_requests(held))["requests"]:  # noqa: ASYNC110 - Host Factory polls
+        while not (answer := await service.get_return_requests(held)).requests:  # noqa: ASYNC110 - Host Factory polls
             await trio.sleep(5)
-    first = answer["requests"][0]
-    assert first["machine"] in {m.name for m in held}
-    assert 0 <= first["gracePeriod"] <= 120
+    first = answer.requests[0]
+    assert first.machine in {m.name for m in held}
+    assert 0 <= first.grace_period <= 120
 
 
 async def test_a_machine_can_be_returned_by_one_request_only(
@@ -215,14 +253,14 @@ async def test_a_machine_can_be_returned_by_one_request_only(
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
     done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 2))["requestId"], "complete"
+        service, (await service.request_machines("OnDemand", 2)).request_id, "complete"
     )
-    first, second = (MachineRef(m["name"], m["machineId"]) for m in done["machines"])
+    first, second = (MachineRef(m.name, m.machine_id) for m in done.machines)
     outcomes: list[str] = []
 
     async def give_back(machines: list[MachineRef]) -> None:
         try:
-            outcomes.append((await service.request_return_machines(machines))["requestId"])
+            outcomes.append((await service.request_return_machines(machines)).request_id)
         except HostFactoryError as refusal:
             outcomes.append(str(refusal))
 
@@ -238,7 +276,7 @@ async def test_a_machine_can_be_returned_by_one_request_only(
     )
     # the loser claimed nothing: the first machine can still be returned if it was not taken
     finished = await wait_for_status(service, accepted[0], "complete")
-    assert {m["machineId"] for m in finished["machines"]} <= {first.machine_id, second.machine_id}
+    assert {m.machine_id for m in finished.machines} <= {first.machine_id, second.machine_id}
 
 
 async def test_capacity_reserved_by_a_request_that_never_opened_is_given_back_at_restart(
@@ -251,10 +289,8 @@ async def test_capacity_reserved_by_a_request_that_never_opened_is_given_back_at
     await trio.sleep(120)
     async with trio.open_nursery() as nursery:
         service = await start_service(tmp_path, nursery, store)
-        templates = {
-            t["templateId"]: t for t in (await service.get_available_templates())["templates"]
-        }
-        assert templates["Spot"]["availableNumber"] == 10
+        templates = {t.template_id: t for t in (await service.get_available_templates()).templates}
+        assert templates["Spot"].available_number == 10
         nursery.cancel_scope.cancel()
 
 
@@ -282,7 +318,7 @@ async def test_an_open_that_times_out_but_lands_is_cancelled_and_gives_capacity_
     (opened,) = [e.stream for e in await store.read_all(0, 1000) if e.type == "AcquireOpened"]
     request_id = opened.removeprefix("request-")
     entry = await wait_for_status(service, request_id, "complete_with_error")
-    assert "failed; cancelled" in entry["message"]
+    assert "failed; cancelled" in entry.message
     await trio.sleep(60)  # the driver settles it and gives back what it held
     capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
     assert (capacity.reserved, capacity.in_use) == ({}, 0)
@@ -293,18 +329,18 @@ async def test_a_return_that_times_out_lets_a_later_return_take_its_machines(
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
     done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 2))["requestId"], "complete"
+        service, (await service.request_machines("OnDemand", 2)).request_id, "complete"
     )
-    machines = [MachineRef(m["name"], m["machineId"]) for m in done["machines"]]
+    machines = [MachineRef(m.name, m.machine_id) for m in done.machines]
     service.gateway.provider.settings = SimSettings(failure_rate=1.0)  # type: ignore[attr-defined]
-    stuck = (await service.request_return_machines(machines))["requestId"]
+    stuck = (await service.request_return_machines(machines)).request_id
     gave_up = await wait_for_status(service, stuck, "complete_with_error", limit=7200)
-    assert "timed out after 600s" in gave_up["message"]
+    assert "timed out after 600s" in gave_up.message
 
     service.gateway.provider.settings = SimSettings()  # type: ignore[attr-defined]  # the outage ends
-    again = (await service.request_return_machines(machines))["requestId"]  # not refused
+    again = (await service.request_return_machines(machines)).request_id  # not refused
     finished = await wait_for_status(service, again, "complete")
-    assert [m["result"] for m in finished["machines"]] == ["succeed"] * 2
+    assert [m.result for m in finished.machines] == ["succeed"] * 2
     await trio.testing.wait_all_tasks_blocked()
     capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
     assert (capacity.reserved, capacity.in_use) == ({}, 0)

@@ -36,7 +36,14 @@ from hostsmith.actors.errors import (
     as_hostsmith_error,
     redact,
 )
-from hostsmith.actors.hostfactory import COMMANDS, RequestStatus, decode
+from hostsmith.actors.hostfactory import (
+    COMMANDS,
+    HostFactoryAnswer,
+    RequestAccepted,
+    RequestStatus,
+    RequestStatusEntry,
+    decode,
+)
 from hostsmith.actors.server import configure_logging, serve as serve_daemon, tune_process
 from hostsmith.actors.service import (
     Application,
@@ -142,7 +149,7 @@ def hf_remote(url: str, command: str, body: bytes, token: str) -> tuple[int, byt
     return response.status_code, response.content
 
 
-async def hf_in_process(config: Config, command: str, body: bytes) -> dict[str, Any]:
+async def hf_in_process(config: Config, command: str, body: bytes) -> HostFactoryAnswer:
     async with open_application(config, drive=False) as application:
         service = application.service
         given = decode(command, body)
@@ -153,8 +160,8 @@ async def hf_in_process(config: Config, command: str, body: bytes) -> dict[str, 
             ]
             await service.advance(ids)
         result = await answer(service, command, body)
-        if command == "requestMachines":
-            await service.advance([result["requestId"]])
+        if isinstance(result, RequestAccepted) and command == "requestMachines":
+            await service.advance([result.request_id])
         return result
 
 
@@ -190,14 +197,14 @@ def templates_list(config: ConfigOption = None, as_json: JsonOption = False) -> 
     settings = configuration(config)
 
     async def view(application: Application) -> list[dict[str, Any]]:
-        listed = (await application.service.get_available_templates())["templates"]
+        listed = (await application.service.get_available_templates()).templates
         return [
             {
-                "templateId": t["templateId"],
-                "priceType": t["priceType"],
-                "maxNumber": t["maxNumber"],
-                "availableNumber": t["availableNumber"],
-                "vmType": t.get("vmType") or ",".join(t.get("vmTypes") or {}),
+                "templateId": t.template_id,
+                "priceType": t.price_type,
+                "maxNumber": t.max_number,
+                "availableNumber": t.available_number,
+                "vmType": t.vm_type or ",".join(t.vm_types or {}),
             }
             for t in listed
         ]
@@ -240,9 +247,9 @@ def requests_show(
     """One request as getRequestStatus reports it."""
     settings = configuration(config)
 
-    async def view(application: Application) -> tuple[bool, dict[str, Any]]:
+    async def view(application: Application) -> tuple[bool, RequestStatusEntry]:
         known = await application.service.request(request_id) is not None
-        return known, (await application.service.get_request_status([request_id]))["requests"][0]
+        return known, (await application.service.get_request_status([request_id])).requests[0]
 
     known, shown = inspect(settings, view)
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")

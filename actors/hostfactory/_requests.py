@@ -27,6 +27,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from hostsmith.actors.hostfactory._wire import (
+    HostFactoryStatus,
+    MachineResult,
+    MachineStatus,
+    RequestStatusEntry,
+)
 from hostsmith.runtime import AggregateKind, EventRegistry, Rejected
 
 RequestKind = Literal["acquire", "return"]
@@ -34,7 +40,7 @@ Status = Literal["pending", "in_progress", "completed", "partial", "failed", "ca
 MachineState = Literal["pending", "running", "shutting-down", "terminated", "failed"]
 
 SETTLED: frozenset[str] = frozenset({"completed", "partial", "failed", "cancelled", "timeout"})
-HF_STATUS = {
+HF_STATUS: dict[str, HostFactoryStatus] = {
     "pending": "running",
     "in_progress": "running",
     "completed": "complete",
@@ -296,44 +302,48 @@ def evolve(state: Request, event: Any) -> Request:
     raise TypeError(f"not a request event: {event!r}")
 
 
-def machine_result(kind: RequestKind, machine: Machine) -> str:
+_ACQUIRE_RESULTS: dict[str, MachineResult] = {"running": "succeed", "pending": "executing"}
+_RETURN_RESULTS: dict[str, MachineResult] = {"terminated": "succeed", "failed": "fail"}
+
+
+def machine_result(kind: RequestKind, machine: Machine) -> MachineResult:
     """A machine's Host Factory `result` within a request of `kind`."""
     if kind == "acquire":
-        return {"running": "succeed", "pending": "executing"}.get(machine.state, "fail")
-    return {"terminated": "succeed", "failed": "fail"}.get(machine.state, "executing")
+        return _ACQUIRE_RESULTS.get(machine.state, "fail")
+    return _RETURN_RESULTS.get(machine.state, "executing")
 
 
-def to_host_factory(state: Request) -> dict[str, Any]:
+def to_host_factory(state: Request) -> RequestStatusEntry:
     """The request as one entry of getRequestStatus's `requests` list."""
     if state.kind is None:
-        return {
-            "requestId": state.request_id,
-            "status": "complete_with_error",
-            "message": f"request {state.request_id} is unknown",
-            "machines": [],
-        }
+        return RequestStatusEntry(
+            request_id=state.request_id,
+            status="complete_with_error",
+            message=f"request {state.request_id} is unknown",
+            machines=[],
+        )
     machines = []
     for machine in state.machines.values():
         result = machine_result(state.kind, machine)
         message = machine.message or (f"machine is {machine.state}" if result == "fail" else "")
         machines.append(
-            {
-                "machineId": machine.machine_id,
-                "name": machine.name,
-                "result": result,
-                "status": machine.state,
-                "privateIpAddress": machine.private_ip,
-                "publicIpAddress": machine.public_ip,
-                "launchtime": machine.launchtime,
-                "message": message,
-            }
+            MachineStatus(
+                machine_id=machine.machine_id,
+                name=machine.name,
+                result=result,
+                status=machine.state,
+                private_ip_address=machine.private_ip,
+                public_ip_address=machine.public_ip,
+                launchtime=machine.launchtime,
+                message=message,
+            )
         )
-    return {
-        "requestId": state.request_id,
-        "status": HF_STATUS[state.status],
-        "message": state.message,
-        "machines": machines,
-    }
+    return RequestStatusEntry(
+        request_id=state.request_id,
+        status=HF_STATUS[state.status],
+        message=state.message,
+        machines=machines,
+    )
 
 
 REQUEST = AggregateKind(

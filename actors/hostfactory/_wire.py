@@ -1,4 +1,8 @@
-"""Host Factory's wire format: the five calls' inputs, decoded and checked.
+"""Host Factory's wire format: the five calls' inputs, decoded and checked, and their outputs.
+
+Outputs are msgspec Structs whose encoded names are exactly HOSTFACTORY.md's
+(camelCase, and `launchtime` as Host Factory spells it), so the service
+returns typed values and each front end only encodes them.
 
 Both front ends (the HTTP API and `hostsmith hf` running in process) decode
 through `decode(command, body)`, so they accept exactly the same inputs and
@@ -10,9 +14,12 @@ some Host Factory versions send it.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import msgspec
 
 from hostsmith.actors.errors import InvalidInput, UnknownCommand
+from hostsmith.actors.hostfactory._templates import Template
 
 COMMANDS = (
     "getAvailableTemplates",
@@ -72,3 +79,67 @@ def decode(command: str, body: bytes) -> msgspec.Struct:
         return msgspec.json.decode(body, type=INPUTS[command])
     except msgspec.DecodeError as error:
         raise InvalidInput(command, error) from None
+
+
+# -- outputs: what each call answers, field for field as HOSTFACTORY.md writes it ----------------
+
+HostFactoryStatus = Literal["running", "complete", "complete_with_error"]
+MachineResult = Literal["executing", "succeed", "fail"]
+
+
+class TemplateEntry(Template, frozen=True, kw_only=True):
+    """A template as getAvailableTemplates lists it: the template, and how many more it has."""
+
+    available_number: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class AvailableTemplates(msgspec.Struct, frozen=True):
+    templates: list[TemplateEntry]
+    message: str = "Get available templates success."
+
+
+class RequestAccepted(msgspec.Struct, frozen=True, rename="camel"):
+    """requestMachines' and requestReturnMachines' answer."""
+
+    request_id: str
+    message: str
+
+
+class MachineStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    machine_id: str
+    name: str
+    result: MachineResult
+    status: str
+    private_ip_address: str
+    public_ip_address: str
+    launchtime: int
+    """Epoch seconds (UTC); Host Factory spells it in lower case."""
+    message: str
+    """Mandatory when `result` is `fail`."""
+
+
+class RequestStatusEntry(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    request_id: str
+    status: HostFactoryStatus
+    message: str
+    machines: list[MachineStatus]
+
+
+class RequestStatuses(msgspec.Struct, frozen=True):
+    requests: list[RequestStatusEntry]
+    message: str = ""
+
+
+class ReturnNotice(msgspec.Struct, frozen=True, rename="camel"):
+    machine: str
+    """The host name."""
+    grace_period: Annotated[int, msgspec.Meta(ge=0)]
+    """Seconds before the cloud takes it back; 0 when it is gone already."""
+
+
+class ReturnRequests(msgspec.Struct, frozen=True):
+    requests: list[ReturnNotice]
+    message: str = "Machines to return."
+
+
+HostFactoryAnswer = AvailableTemplates | RequestAccepted | RequestStatuses | ReturnRequests

@@ -37,6 +37,7 @@ from hostsmith.actors.errors import (
     Unavailable,
     as_hostsmith_error,
 )
+from hostsmith.actors.hostfactory import HostFactoryAnswer
 from hostsmith.actors.service import Application, answer
 from hostsmith.runtime import CircuitState, correlation
 
@@ -148,7 +149,10 @@ class Api:
             with correlation(correlation_id):
                 try:
                     body = await _read_body(receive, self.app.config.server.max_body, headers)
-                    status, result = 200, await answer(self.app.service, command, body)
+                    status = 200
+                    result: HostFactoryAnswer | dict[str, str] = await answer(
+                        self.app.service, command, body
+                    )
                 except Exception as failure:
                     error = as_hostsmith_error(failure, command)
                     outcome, status = _OUTCOMES.get(error.http_status, "error"), error.http_status
@@ -194,7 +198,7 @@ async def _read_body(receive: Receive, limit: int, headers: dict[bytes, bytes]) 
 
 
 async def _respond(
-    send: Send, status: int, payload: dict[str, Any], correlation_id: str = ""
+    send: Send, status: int, payload: HostFactoryAnswer | dict[str, str], correlation_id: str = ""
 ) -> None:
     await _respond_bytes(
         send, status, msgspec.json.encode(payload), b"application/json", correlation_id

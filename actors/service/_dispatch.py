@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from hostsmith.actors.errors import Refused
-from hostsmith.actors.hostfactory import Machines, RequestMachines, RequestStatus, decode
+from hostsmith.actors.hostfactory import (
+    HostFactoryAnswer,
+    Machines,
+    RequestMachines,
+    RequestStatus,
+    decode,
+)
 from hostsmith.actors.service._hostfactory import HostFactory
 
 
@@ -19,7 +25,7 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-async def answer(service: HostFactory, command: str, body: bytes) -> dict[str, Any]:
+async def answer(service: HostFactory, command: str, body: bytes) -> HostFactoryAnswer:
     """Serve one Host Factory call; a HostFactoryError carries the message to show."""
     given = decode(command, body)
     if isinstance(given, RequestMachines):

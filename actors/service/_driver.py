@@ -112,7 +112,8 @@ class Driver:
         except (ProviderError, CircuitOpen, trio.TooSlowError) as trouble:
             log.warning("request %s: the provider is in trouble: %s", request_id, trouble)
         await request.execute(CheckDeadline(self.clock()))
-        return (await request.state()).settled
+        after: Request = await request.state()
+        return after.settled
 
     async def _see_through(self, request_id: str) -> None:
         # The driver's provider calls and events belong to the call that

@@ -1,8 +1,8 @@
 """The Host Factory service: the five calls, over the projections, the driver and settlement.
 
-`HostFactory` answers Host Factory's calls with plain dicts in Host
-Factory's JSON shapes (HOSTFACTORY.md); the HTTP API and the `hf` command
-only move those dicts around. It owns three collaborators, each in a
+`HostFactory` answers Host Factory's calls with the wire format's Structs
+(`hostsmith.actors.hostfactory`), named as HOSTFACTORY.md names them; the
+HTTP API and the `hf` command only encode them. It owns three collaborators, each in a
 module of its own: the projections (`_projections`: what the log says about
 requests and machines), the driver (`_driver`: seeing each open request
 through on the provider) and settlement (`_settlement`: capacity given back,
@@ -29,13 +29,19 @@ from hostsmith.actors.errors import Refused
 from hostsmith.actors.hostfactory import (
     CAPACITY,
     REQUEST,
+    AvailableTemplates,
     Machine,
     MachineRef,
     OpenAcquire,
     OpenReturn,
     Request,
+    RequestAccepted,
+    RequestStatuses,
     Reserve,
+    ReturnNotice,
+    ReturnRequests,
     Template,
+    TemplateEntry,
     to_host_factory,
 )
 from hostsmith.actors.providers import Gateway
@@ -97,17 +103,16 @@ class HostFactory:
 
     # -- the five Host Factory calls --------------------------------------------
 
-    async def get_available_templates(self) -> dict[str, Any]:
+    async def get_available_templates(self) -> AvailableTemplates:
         listed = []
         for template in self.templates.values():
             capacity = await self.runtime.get(CAPACITY, template.template_id).state()
-            entry = msgspec.to_builtins(template)
-            entry["attributes"] = {k: list(v) for k, v in template.attributes.items()}
-            entry["availableNumber"] = capacity.available(template.limit)
-            listed.append(entry)
-        return {"templates": listed, "message": "Get available templates success."}
+            available = capacity.available(template.limit)
+            fields = msgspec.structs.asdict(template)
+            listed.append(TemplateEntry(**fields, available_number=available))
+        return AvailableTemplates(listed)
 
-    async def request_machines(self, template_id: str, count: int) -> dict[str, Any]:
+    async def request_machines(self, template_id: str, count: int) -> RequestAccepted:
         template = self.templates.get(template_id)
         if template is None:
             known = ", ".join(sorted(self.templates)) or "none are configured"
@@ -135,9 +140,9 @@ class HostFactory:
             with trio.CancelScope(shield=True):
                 await self.settlement.abandon(request_id, template_id, count)
             raise
-        return {"requestId": request_id, "message": "Request VM success."}
+        return RequestAccepted(request_id, "Request VM success.")
 
-    async def request_return_machines(self, machines: Sequence[MachineRef]) -> dict[str, Any]:
+    async def request_return_machines(self, machines: Sequence[MachineRef]) -> RequestAccepted:
         if not machines:
             raise Refused("requestReturnMachines needs at least one machine")
         known: list[Machine] = []
@@ -168,16 +173,16 @@ class HostFactory:
                 if (await request.state()).kind is None:
                     await self.settlement.unclaim(request_id, known)
             raise
-        return {"requestId": request_id, "message": "Delete VM success."}
+        return RequestAccepted(request_id, "Delete VM success.")
 
-    async def get_request_status(self, request_ids: Sequence[str]) -> dict[str, Any]:
+    async def get_request_status(self, request_ids: Sequence[str]) -> RequestStatuses:
         answers = []
         for request_id in request_ids:
             state = await self.request(request_id)
             answers.append(to_host_factory(state or Request(request_id=request_id)))
-        return {"requests": answers, "message": ""}
+        return RequestStatuses(answers)
 
-    async def get_return_requests(self, machines: Sequence[MachineRef]) -> dict[str, Any]:
+    async def get_return_requests(self, machines: Sequence[MachineRef]) -> ReturnRequests:
         found = (self.projections.find(ref) for ref in machines)
         held = {m.machine_id: m for m in found if m is not None}
         notices = {n.machine_id: n for n in await self.gateway.reclaim_notices()}
@@ -187,12 +192,12 @@ class HostFactory:
                 if change.state == "terminated" and change.machine_id not in notices:
                     gone.append(change.machine_id)
         listed = [
-            {"machine": held[machine_id].name, "gracePeriod": notice.grace_period}
+            ReturnNotice(held[machine_id].name, notice.grace_period)
             for machine_id, notice in notices.items()
             if machine_id in held
         ]
-        listed += [{"machine": held[machine_id].name, "gracePeriod": 0} for machine_id in gone]
-        return {"message": "Machines to return.", "requests": listed}
+        listed += [ReturnNotice(held[machine_id].name, 0) for machine_id in gone]
+        return ReturnRequests(listed)
 
     # -- what the operator's commands ask ---------------------------------------
 

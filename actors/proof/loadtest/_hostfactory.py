@@ -256,7 +256,8 @@ def calls_into(service: HostFactory) -> HostFactoryCall:
 
     async def call(command: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:
-            return await answer(service, command, msgspec.json.encode(payload))
+            answered = await answer(service, command, msgspec.json.encode(payload))
+            return msgspec.to_builtins(answered)  # type: ignore[no-any-return]
         except HostFactoryError as refusal:
             raise CallFailed("refused", str(refusal)) from None
         except Exception as failure:  # what the HTTP API would answer with a 5xx

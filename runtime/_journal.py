@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 import trio
 
-from hostsmith.runtime._errors import PersistFailed
+from hostsmith.runtime._errors import ConflictError, PersistFailed
 from hostsmith.runtime._reply import Reply
 from hostsmith.runtime._store import (
     Appended,
@@ -63,6 +63,8 @@ class JournalStats(msgspec.Struct):
     appends: int = 0
     events: int = 0
     largest_batch: int = 0
+    conflicts: int = 0
+    """Appends refused because another writer got to the stream first."""
 
     @property
     def mean_batch_size(self) -> float:
@@ -193,6 +195,8 @@ class Journal:
             if isinstance(outcome, Appended) and outcome.positions:
                 stats.events += len(outcome.positions)
                 self.last_position = max(self.last_position, outcome.positions[-1])
+            elif isinstance(outcome, ConflictError):
+                stats.conflicts += 1
             try:
                 on_outcome(outcome)
             except Exception:  # a callback's bug must not stop the journal

@@ -20,11 +20,11 @@ import stamina
 import trio
 from botocore.exceptions import ClientError
 
-from hostsmith.actors.errors import PermanentProviderError, TransientProviderError, redact
+from hostsmith.actors.errors import PermanentProviderError, redact
 from hostsmith.actors.hostfactory import parse_templates
 from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.aws import AwsApi, AwsProvider, AwsSettings, open_aws_provider
-from hostsmith.runtime import CircuitOpen, NewEvent, append
+from hostsmith.runtime import CircuitOpen, CircuitState, NewEvent, append
 from hostsmith.stores import init_store, open_store
 from tests.daemon import Daemon, hf, write_config
 
@@ -238,13 +238,15 @@ async def test_a_sustained_outage_opens_the_circuit(moto: str) -> None:
     async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
         flaky = FlakyEc2(aws.aws.ec2, "ThrottlingException", failures=1000)
         gateway = Gateway(AwsProvider(AwsApi(flaky)), QUICK)
-        for _ in range(QUICK.failure_threshold):
-            with pytest.raises((TransientProviderError, CircuitOpen)):
-                await gateway.describe(["i-0123"])
-        calls = flaky.calls
+        # Attempts 1-3 are throttled and open the circuit (threshold 3); the
+        # gateway's fourth attempt is refused by the open circuit, not retried.
         with pytest.raises(CircuitOpen):
             await gateway.describe(["i-0123"])
-        assert flaky.calls == calls  # an open circuit does not call AWS at all
+        assert flaky.calls == QUICK.failure_threshold
+        assert gateway.breaker.state is CircuitState.OPEN
+        with pytest.raises(CircuitOpen):
+            await gateway.describe(["i-0123"])
+        assert flaky.calls == QUICK.failure_threshold  # an open circuit does not call AWS at all
 
 
 async def test_a_permanent_error_is_not_retried_and_keeps_aws_words(moto: str) -> None:

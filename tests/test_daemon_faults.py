@@ -167,7 +167,7 @@ def test_a_daemon_killed_mid_provisioning_resumes_every_request_without_duplicat
     tmp_path: pathlib.Path,
 ) -> None:
     config = write_config(tmp_path, "")
-    config.write_text(config.read_text().replace("boot_time = 0.2", "boot_time = 1.5"))
+    config.write_text(config.read_text().replace("boot_time = 0.2", "boot_time = 4.0"))
     first = Daemon(config).start()
     asked = []
     for _ in range(4):
@@ -178,7 +178,13 @@ def test_a_daemon_killed_mid_provisioning_resumes_every_request_without_duplicat
         )
         assert status == 0, answer
         asked.append(answer["requestId"])
+    statuses = httpx.post(
+        f"{first.url}/api/v1/getRequestStatus",
+        json={"requests": [{"requestId": request_id} for request_id in asked]},
+    ).json()["requests"]
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    # the kill landed while provisioning was under way: machines were still booting
+    assert "running" in {entry["status"] for entry in statuses}, statuses
 
     second = Daemon(config).start()
     try:

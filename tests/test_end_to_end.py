@@ -9,7 +9,6 @@ Polls are bounded in number; each is a process start, never a sleep.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemon import Daemon, hf, write_config
+from tests.daemon import Daemon, hf, without_hostsmith_settings, write_config
 from tests.hostfactory_shapes import conforms
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
@@ -157,28 +156,52 @@ def test_a_sigterm_stops_the_daemon_gracefully(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_host_factory_scripts_call_hostsmith(daemon: Daemon, tmp_path: pathlib.Path) -> None:
+def test_the_host_factory_scripts_run_the_whole_cycle(
+    daemon: Daemon, tmp_path: pathlib.Path
+) -> None:
+    """Each of the five scripts, run as Host Factory runs it: `-f FILE`, from another directory."""
     scripts = pathlib.Path(__file__).resolve().parent.parent / "scripts"
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HOSTSMITH_")},
+    elsewhere = tmp_path / "hf-cwd"
+    elsewhere.mkdir()
+    environment = without_hostsmith_settings() | {
         "HOSTSMITH_URL": daemon.url,
         "HOSTSMITH_BIN": str(pathlib.Path(sys.executable).with_name("hostsmith")),
     }
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"template": {"templateId": ON_DEMAND, "machineCount": 1}}))
-    done = subprocess.run(
-        [scripts / "requestMachines.sh", "-f", request],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    conforms("requestMachines", json.loads(done.stdout))
-    for name in (
-        "getAvailableTemplates",
+
+    def script(command: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        given = tmp_path / f"hf_in_{command}.json"
+        given.write_text(json.dumps(payload))
+        done = subprocess.run(
+            [scripts / f"{command}.sh", "-f", given],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=elsewhere,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        conforms(command, answer)
+        return done.returncode, answer
+
+    _, templates = script("getAvailableTemplates", {})
+    assert ON_DEMAND in {t["templateId"] for t in templates["templates"]}
+    _, asked = script("requestMachines", {"template": {"templateId": ON_DEMAND, "machineCount": 1}})
+    done = poll_until(
+        script,
         "getRequestStatus",
-        "requestReturnMachines",
-        "getReturnRequests",
-    ):
-        assert os.access(scripts / f"{name}.sh", os.X_OK), name
+        {"requests": [{"requestId": asked["requestId"]}]},
+        lambda a: a["requests"][0]["status"] != "running",
+    )
+    (machine,) = done["requests"][0]["machines"]
+    held = {"machines": [{"name": machine["name"], "machineId": machine["machineId"]}]}
+    _, notices = script("getReturnRequests", held)
+    assert notices["requests"] == []  # an on-demand host the cloud is not taking back
+    _, returned = script("requestReturnMachines", held)
+    gone = poll_until(
+        script,
+        "getRequestStatus",
+        {"requests": [{"requestId": returned["requestId"]}]},
+        lambda a: a["requests"][0]["status"] != "running",
+    )
+    assert gone["requests"][0]["status"] == "complete"

@@ -15,6 +15,7 @@ import pathlib
 import subprocess
 import sys
 
+import httpx
 import pytest
 import trio
 
@@ -53,6 +54,15 @@ def config_for(directory: pathlib.Path, data_dir: pathlib.Path, store: str) -> p
 
 
 @pytest.mark.slow
+def conflicts_seen(daemon: Daemon) -> float:
+    """The daemon's count of appends that lost to another writer, from its /metrics."""
+    metrics = httpx.get(f"{daemon.url}/metrics").text
+    (line,) = [
+        m for m in metrics.splitlines() if m.startswith("hostsmith_journal_conflicts_total ")
+    ]
+    return float(line.split()[1])
+
+
 def test_two_daemons_on_one_table_lose_no_update(tmp_path: pathlib.Path, moto: str) -> None:
     store = trio.run(prepare, url_for("dynamodb", tmp_path))
     # One data dir, so one simulated cloud, as two daemons in one site would share one AWS.
@@ -79,11 +89,14 @@ def test_two_daemons_on_one_table_lose_no_update(tmp_path: pathlib.Path, moto: s
             for n in range(2 * PER_DAEMON)
         ]
         answers = [ask.communicate(timeout=120) for ask in asks]
+        conflicts = sum(conflicts_seen(daemon) for daemon in daemons)
     finally:
         codes = [daemon.stop() for daemon in daemons]
     assert codes == [0, 0], [daemon.logs() for daemon in daemons]
     failed = [answer for ask, answer in zip(asks, answers, strict=True) if ask.returncode]
     assert not failed, (failed, [daemon.logs()[-4000:] for daemon in daemons])
+    # the race happened: some append lost to the other daemon and was decided again
+    assert conflicts > 0
     acknowledged = {json.loads(out)["requestId"] for out, _ in answers}
     assert len(acknowledged) == 2 * PER_DAEMON
 

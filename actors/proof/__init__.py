@@ -17,6 +17,8 @@ from hostsmith.actors.proof._crash import (
     prepare as prepare,
 )
 from hostsmith.actors.proof._invariants import (
+    check_acknowledged as check_acknowledged,
+    check_cloud as check_cloud,
     check_log as check_log,
 )
 from hostsmith.actors.proof._simulation import (
@@ -29,6 +31,8 @@ from hostsmith.actors.proof._soak import (
 )
 
 __all__ = [
+    "check_acknowledged",
+    "check_cloud",
     "check_log",
     "crash_suite",
     "free_port",

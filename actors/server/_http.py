@@ -78,6 +78,11 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "hostsmith_journal_events", "Events made durable", value=stats.events
         )
+        yield CounterMetricFamily(
+            "hostsmith_journal_conflicts",
+            "Appends refused because another writer got to the stream first",
+            value=stats.conflicts,
+        )
         yield GaugeMetricFamily(
             "hostsmith_journal_mean_batch_size",
             "Appends per transaction, on average",

@@ -1,7 +1,8 @@
 """hostsmith's event store backends, each behind the runtime's `EventStore` protocol.
 
 `open_store(url)` opens one by URL; every backend passes the same contract
-suite (tests/test_store_contract.py).
+suite, which ships as `hostsmith.stores.testing` so that a store registered
+from another package can run it too.
 """
 
 from hostsmith.stores._aws import aws_session as aws_session

@@ -46,7 +46,7 @@ def moto_server() -> Iterator[str]:
     """A real moto server on a free loopback port, in its own process, with throwaway credentials."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.moto_process", str(port)],
+        [sys.executable, "-m", "tests.support.moto_process", str(port)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

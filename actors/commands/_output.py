@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hostsmith.actors.errors import ConfigError, redact
@@ -26,7 +27,8 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 def fail(message: str, exit_code: int = 2) -> NoReturn:
     """One line on stderr naming the problem, and the exit status; never a traceback."""
-    stderr.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True)
+    # escaped: a message may hold brackets ("[sim]", "hostsmith[aws]") that are not markup
+    stderr.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
     raise typer.Exit(exit_code)
 
 

@@ -224,7 +224,7 @@ def _hostfactory_load(
         outcome, recorder = trio.run(run)
     if report is not None:
         write_report(report, outcome, recorder)
-        stderr.print(f"wrote {report}", highlight=False)
+        stderr.print(f"wrote {report}", highlight=False, markup=False)
     return outcome
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from hostsmith.actors.commands._proof import progress_table
 from hostsmith.actors.proof.loadtest import Recorder
-from tests.daemon import Daemon, hostsmith, write_config
+from tests.support.daemon import Daemon, hostsmith, write_config
 
 CLIENTS, CYCLES = 3, 2
 

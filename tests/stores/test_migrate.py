@@ -18,7 +18,7 @@ from hostsmith.runtime.testing import MemoryStore
 from hostsmith.stores import MigrationError, migrate, open_store, verify
 from hostsmith.stores._migrate import BulkLoader
 from tests.conftest import prepare, url_for
-from tests.daemon import hostsmith
+from tests.support.daemon import hostsmith
 
 STREAMS, EVENTS = 500, 10_000
 SMALL_STREAMS, SMALL_EVENTS = 50, 500

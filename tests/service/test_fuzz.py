@@ -24,7 +24,7 @@ from hostsmith.actors.server import Api
 from hostsmith.actors.service import Application, Config, HostFactory, Server, answer
 from hostsmith.runtime import open_runtime
 from hostsmith.runtime.testing import MemoryStore
-from tests.hostfactory_shapes import conforms, refuses
+from tests.support.hostfactory_shapes import conforms, refuses
 
 ATTRIBUTES = {"type": ("String", "X86_64"), "ncpus": ("Numeric", "1"), "nram": ("Numeric", "1024")}
 TEMPLATES = {"T": Template(template_id="T", max_number=5, attributes=ATTRIBUTES)}

@@ -18,7 +18,7 @@ from hostsmith.actors.providers.sim import SimProvider
 from hostsmith.actors.server import Api
 from hostsmith.actors.service import Config, load_templates, open_service
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
-from tests.test_service import SlowToOpen
+from tests.service.test_service import SlowToOpen
 
 
 async def post(api: Api, command: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:

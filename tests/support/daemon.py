@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from hostsmith.actors.proof import free_port
-from tests.hostfactory_shapes import SHAPES, answers
+from tests.support.hostfactory_shapes import SHAPES, answers
 
 FAST_SIM = """
 [requests]
@@ -31,13 +31,16 @@ reclaim_notice = 120
 """
 
 
-def hostsmith(*arguments: str) -> subprocess.CompletedProcess[str]:
+def hostsmith(
+    *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the `hostsmith` command as a user would, capturing what it prints."""
     return subprocess.run(
         [sys.executable, "-m", "hostsmith.actors.cli", *arguments],
         capture_output=True,
         text=True,
         check=False,
+        env=without_hostsmith_settings() | (environment or {}),
     )
 
 

@@ -13,7 +13,7 @@ import pathlib
 import pytest
 
 from hostsmith.actors.proof import soak
-from tests.daemon import hostsmith
+from tests.support.daemon import hostsmith
 
 HOURS, HOSTS, CLIENTS = 4, 100, 10
 

@@ -10,7 +10,7 @@ import pytest
 from hostsmith.runtime import JournalError, NewEvent, StoredEvent, StoreOpenError, append
 from hostsmith.stores import open_store
 from hostsmith.stores._dynamodb import MAX_EVENTS_PER_TRANSACTION, DynamoStore, TooManyEvents
-from tests.daemon import hostsmith
+from tests.support.daemon import hostsmith
 
 
 def table_url(moto: str, table: str = "hostsmith-events") -> str:

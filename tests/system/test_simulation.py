@@ -15,7 +15,7 @@ import pytest
 
 from hostsmith.actors.proof import check_log, repro_command, run_seeds, simulate
 from hostsmith.runtime import StoredEvent
-from tests.daemon import hostsmith
+from tests.support.daemon import hostsmith
 
 CHUNKS, PER_CHUNK = 10, 30  # 300 seeds in all (30 under --quick)
 

@@ -30,7 +30,7 @@ from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import HostFactory, RequestSettings
 from hostsmith.runtime import AskTimeout, CircuitState, open_runtime
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
-from tests.hostfactory_shapes import conforms
+from tests.support.hostfactory_shapes import conforms
 
 T = TypeVar("T")
 

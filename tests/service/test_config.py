@@ -12,7 +12,7 @@ from hostsmith.actors.errors import ConfigError
 from hostsmith.actors.providers import GatewayPolicy, ProviderRegistry
 from hostsmith.actors.providers.sim import SimSettings
 from hostsmith.actors.service import Config, RequestSettings, load_config
-from tests.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, write_config
 
 
 def test_no_file_and_no_variables_give_the_embedded_defaults() -> None:

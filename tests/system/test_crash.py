@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from tests.daemon import hostsmith
+from tests.support.daemon import hostsmith
 
 KILLS = 4
 

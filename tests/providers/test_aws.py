@@ -26,7 +26,7 @@ from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.aws import AwsApi, AwsProvider, AwsSettings, open_aws_provider
 from hostsmith.runtime import CircuitOpen, CircuitState, NewEvent, append
 from hostsmith.stores import init_store, open_store
-from tests.daemon import Daemon, hf, write_config
+from tests.support.daemon import Daemon, hf, write_config
 
 AMI = "ami-1e749f67"  # one of the images moto knows (it refuses unknown ones, as AWS does)
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "nram": ["Numeric", "1024"]}

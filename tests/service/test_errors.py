@@ -25,7 +25,7 @@ from hostsmith.actors.errors import (
 )
 from hostsmith.actors.hostfactory import COMMANDS, decode
 from hostsmith.runtime import AskTimeout, ConflictError, PersistFailed, Rejected, StoreOpenError
-from tests.daemon import hf
+from tests.support.daemon import hf
 
 
 def every_error_class() -> set[type[HostsmithError]]:

@@ -19,7 +19,7 @@ import pytest
 from hostsmith.stores import open_store
 from tests.conftest import url_for
 
-CHILD = os.path.join(os.path.dirname(__file__), "kill_child.py")
+CHILD = os.path.join(os.path.dirname(__file__), os.pardir, "support", "kill_child.py")
 
 
 def acked(line: str) -> list[str]:

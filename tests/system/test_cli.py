@@ -7,7 +7,7 @@ import json
 import trio
 
 from hostsmith.stores import open_store
-from tests.daemon import hostsmith
+from tests.support.daemon import hostsmith
 
 
 def test_loadtest_prints_one_json_object_with_the_figures(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon import Daemon, hf, without_hostsmith_settings, write_config
-from tests.hostfactory_shapes import conforms
+from tests.support.daemon import Daemon, hf, without_hostsmith_settings, write_config
+from tests.support.hostfactory_shapes import conforms
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
 SPOT = "Spot-Template-VM"
@@ -160,7 +160,7 @@ def test_the_host_factory_scripts_run_the_whole_cycle(
     daemon: Daemon, tmp_path: pathlib.Path
 ) -> None:
     """Each of the five scripts, run as Host Factory runs it: `-f FILE`, from another directory."""
-    scripts = pathlib.Path(__file__).resolve().parent.parent / "scripts"
+    scripts = pathlib.Path(__file__).resolve().parents[2] / "scripts"
     elsewhere = tmp_path / "hf-cwd"
     elsewhere.mkdir()
     environment = without_hostsmith_settings() | {

@@ -9,20 +9,20 @@ import pytest
 from hostsmith.actors.errors import ConfigError
 from hostsmith.actors.providers import ProviderRegistry
 from hostsmith.actors.service import load_config
-from tests.daemon import Daemon, hf, write_config
-from tests.hostfactory_shapes import conforms
-from tests.tiny_cloud import PLUGIN, TinySettings
+from tests.support.daemon import Daemon, hf, write_config
+from tests.support.hostfactory_shapes import conforms
+from tests.support.tiny_cloud import PLUGIN, TinySettings
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
 
 
 def install_tiny_cloud(site: pathlib.Path) -> pathlib.Path:
-    """Register tests.tiny_cloud under the `hostsmith.providers` entry points, as pip would."""
+    """Register tests.support.tiny_cloud under the `hostsmith.providers` entry points, as pip would."""
     info = site / "tiny_cloud-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-cloud\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[hostsmith.providers]\ntiny = tests.tiny_cloud:PLUGIN\n"
+        "[hostsmith.providers]\ntiny = tests.support.tiny_cloud:PLUGIN\n"
     )
     return site
 

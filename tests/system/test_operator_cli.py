@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from tests.daemon import hf, hostsmith, write_config
+from tests.support.daemon import hf, hostsmith, write_config
 
 
 @pytest.mark.slow
@@ -82,3 +82,40 @@ def test_serving_beyond_loopback_needs_a_token(tmp_path: pathlib.Path) -> None:
     result = hostsmith("serve", "--config", str(config), "--host", "0.0.0.0")
     assert result.returncode == 2
     assert "is not a loopback address: set server.token" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_aws_provider_without_its_extra_is_one_line_naming_the_extra(
+    tmp_path: pathlib.Path,
+) -> None:
+    without_aiobotocore = tmp_path / "site"
+    (without_aiobotocore / "aiobotocore").mkdir(parents=True)
+    (without_aiobotocore / "aiobotocore" / "__init__.py").write_text(
+        'raise ImportError("No module named aiobotocore")\n'
+    )
+    templates = tmp_path / "templates.json"
+    template = {
+        "templateId": "OnDemand",
+        "maxNumber": 2,
+        "attributes": {
+            "type": ["String", "X86_64"],
+            "ncpus": ["Numeric", "1"],
+            "nram": ["Numeric", "1024"],
+        },
+        "imageId": "ami-1",
+        "vmType": "t3.micro",
+    }
+    templates.write_text(json.dumps({"templates": [template]}))
+    config = write_config(tmp_path, f'provider = "aws"\ntemplates = "{templates}"\n')
+    result = hostsmith(
+        "templates",
+        "list",
+        "--config",
+        str(config),
+        environment={"PYTHONPATH": str(without_aiobotocore)},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: the aws provider needs the aws extra: pip install 'hostsmith[aws]'"
+    )

@@ -23,7 +23,7 @@ from hostsmith.actors.hostfactory import CAPACITY
 from hostsmith.actors.service import EXAMPLE_TEMPLATES
 from hostsmith.stores import open_store
 from tests.conftest import prepare, url_for
-from tests.daemon import Daemon
+from tests.support.daemon import Daemon
 
 TEMPLATE = "OnDemand-Minimal-Template-VM"
 PER_DAEMON = 8

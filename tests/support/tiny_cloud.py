@@ -3,7 +3,7 @@
 Its machines live in a dict and run the moment they are asked for; it
 exists to show that the provider registry, a provider's own config section
 and the whole Host Factory cycle need nothing from hostsmith but a
-`ProviderPlugin` (tests/test_provider_registry.py).
+`ProviderPlugin` (tests/providers/test_provider_registry.py).
 """
 
 from __future__ import annotations

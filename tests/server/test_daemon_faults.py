@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.daemon import Daemon, hf, write_config
+from tests.support.daemon import Daemon, hf, write_config
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
 

@@ -1,6 +1,6 @@
 """A moto server in a process of its own, answering one request at a time.
 
-`python -m tests.moto_process PORT` serves moto on 127.0.0.1:PORT until it
+`python -m tests.support.moto_process PORT` serves moto on 127.0.0.1:PORT until it
 is terminated, and prints `ready` once it listens.
 
 Why a process: moto is CPU-bound Python, and in a thread of the test

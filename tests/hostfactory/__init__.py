@@ -1,0 +1,1 @@
+"""The Host Factory domain, pure: templates, capacity, requests."""

@@ -1,0 +1,1 @@
+"""The engine: actors, aggregates, supervision, the journal, subscriptions (no hosts, no backends)."""

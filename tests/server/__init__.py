@@ -1,0 +1,1 @@
+"""The daemon's HTTP API and logs, and the daemon under faults."""

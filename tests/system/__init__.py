@@ -1,0 +1,1 @@
+"""Real processes: the daemon end to end, two daemons, crashes, the CLI, load, simulation, soak."""

@@ -28,9 +28,11 @@ import trio
 from hostsmith.actors.errors import Refused
 from hostsmith.actors.hostfactory import (
     CAPACITY,
+    MACHINE,
     REQUEST,
     AvailableTemplates,
     Machine,
+    MachineRecord,
     MachineRef,
     OpenAcquire,
     OpenReturn,
@@ -183,8 +185,19 @@ class HostFactory:
         return RequestStatuses(answers)
 
     async def get_return_requests(self, machines: Sequence[MachineRef]) -> ReturnRequests:
-        found = (self.projections.find(ref) for ref in machines)
-        held = {m.machine_id: m for m in found if m is not None}
+        """Hosts Host Factory holds that the cloud is taking back, or that are gone.
+
+        A host with no live record here (never ours, or lost with a data dir)
+        is reported with `gracePeriod` 0 too, as IBM's provider does, so that
+        Host Factory lets it go instead of holding it forever.
+        """
+        found = [(ref, self.projections.find(ref)) for ref in machines]
+        held = {m.machine_id: m for _, m in found if m is not None}
+        unrecorded = [
+            ReturnNotice(ref.name or ref.machine_id, 0)
+            for ref, machine in found
+            if machine is None and not await self._has_live_record(ref)
+        ]
         notices = {n.machine_id: n for n in await self.gateway.reclaim_notices()}
         gone = []
         if held:
@@ -197,7 +210,14 @@ class HostFactory:
             if machine_id in held
         ]
         listed += [ReturnNotice(held[machine_id].name, 0) for machine_id in gone]
-        return ReturnRequests(listed)
+        return ReturnRequests(listed + unrecorded)
+
+    async def _has_live_record(self, ref: MachineRef) -> bool:
+        """Whether the machine's own record (the authority) says it is ours and not gone."""
+        if not ref.machine_id:
+            return False
+        record: MachineRecord = await self.runtime.get(MACHINE, ref.machine_id).state()
+        return bool(record.request_id) and record.state not in ("terminated", "failed")
 
     # -- what the operator's commands ask ---------------------------------------
 

@@ -248,6 +248,25 @@ async def test_a_reclaimed_spot_machine_is_listed_with_its_grace_period(
     assert 0 <= first.grace_period <= 120
 
 
+async def test_a_host_held_by_host_factory_that_hostsmith_has_no_record_of_is_let_go(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """IBM's provider reports such a host with gracePeriod 0, so that Host Factory releases it."""
+    service = await start_service(tmp_path, nursery_)
+    done = await wait_for_status(
+        service, (await service.request_machines("OnDemand", 1)).request_id, "complete"
+    )
+    (ours,) = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    lost = [MachineRef("ip-10-9-9-9.lost.internal", "i-lost"), MachineRef("only-a-name", "")]
+    before = len(await service.runtime.journal.store.read_all(0, 100_000))
+    answer = await service.get_return_requests([ours, *lost])
+    assert [(r.machine, r.grace_period) for r in answer.requests] == [
+        ("ip-10-9-9-9.lost.internal", 0),
+        ("only-a-name", 0),
+    ]
+    assert len(await service.runtime.journal.store.read_all(0, 100_000)) == before  # asks only
+
+
 async def test_a_machine_can_be_returned_by_one_request_only(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]

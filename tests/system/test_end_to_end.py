@@ -205,3 +205,42 @@ def test_the_host_factory_scripts_run_the_whole_cycle(
         lambda a: a["requests"][0]["status"] != "running",
     )
     assert gone["requests"][0]["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_a_symlinked_script_finds_hostsmith_and_a_copied_one_says_what_is_missing(
+    daemon: Daemon, tmp_path: pathlib.Path
+) -> None:
+    scripts = pathlib.Path(__file__).resolve().parents[2] / "scripts"
+    plugin = tmp_path / "hf" / "scripts"
+    plugin.mkdir(parents=True)
+    (plugin / "getAvailableTemplates.sh").symlink_to(scripts / "getAvailableTemplates.sh")
+    copied = plugin / "getRequestStatus.sh"
+    copied.write_text((scripts / "getRequestStatus.sh").read_text())
+    copied.chmod(0o755)
+    given = tmp_path / "hf_in"
+    given.write_text("{}")
+    nowhere = {"PATH": "/usr/bin:/bin", "HOSTSMITH_URL": daemon.url}
+    linked = subprocess.run(
+        [plugin / "getAvailableTemplates.sh", "-f", given],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=without_hostsmith_settings() | nowhere,
+        check=False,
+    )
+    assert linked.returncode == 0, linked.stdout + linked.stderr
+    conforms("getAvailableTemplates", json.loads(linked.stdout))
+    lost = subprocess.run(
+        [copied, "-f", given],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=without_hostsmith_settings() | nowhere,
+        check=False,
+    )
+    assert lost.returncode == 1
+    assert json.loads(lost.stdout) == {
+        "message": "getRequestStatus: the hostsmith command was not found (looked for "
+        f"{plugin}/../.venv/bin/hostsmith and on PATH); set HOSTSMITH_BIN to its path"
+    }

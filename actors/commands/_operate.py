@@ -73,6 +73,8 @@ def serve(
             settings, server=msgspec.structs.replace(settings.server, **overrides)
         )
     configure_logging(settings.log)
+    for warning in settings.warnings:
+        logging.getLogger("hostsmith.config").warning("%s", warning)
     tune_process()
     try:
         trio.run(serve_daemon, settings)
@@ -113,6 +115,8 @@ def hf(
         print_json(answer_bytes)
         raise typer.Exit(0 if status == 200 else 1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for warning in settings.warnings:  # stderr: Host Factory reads only stdout
+        logging.getLogger("hostsmith.config").warning("%s", warning)
     try:
         result = trio.run(hf_in_process, settings, command, body)
     except Exception as failure:  # trio hands errors over in exception groups

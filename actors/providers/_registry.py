@@ -16,7 +16,7 @@ imported only when that plugin is used.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -55,6 +55,8 @@ class ProviderPlugin:
     """Open the provider with its decoded section; it is closed when the block ends."""
     check_templates: Callable[[dict[str, Template]], None] = accept_every_template
     """Raise `TemplateError` naming a template this provider cannot launch."""
+    host_factory_keys: Mapping[str, str] = field(default_factory=dict)
+    """Keys of IBM's `<name>prov_config.json` this provider honours -> its settings' fields."""
 
 
 @dataclass(slots=True)

@@ -32,6 +32,12 @@ import msgspec
 from hostsmith.actors.errors import ConfigError, TemplateError
 from hostsmith.actors.hostfactory import Template, parse_templates
 from hostsmith.actors.providers import GatewayPolicy, ProviderPlugin, ProviderRegistry
+from hostsmith.actors.service._hf_files import (
+    HostFactoryDirs,
+    apply_host_factory_files,
+    config_file_in,
+    host_factory_dirs,
+)
 from hostsmith.actors.service._hostfactory import RequestSettings
 
 EXAMPLE_TEMPLATES = pathlib.Path(__file__).with_name("example_templates.json")
@@ -72,6 +78,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log: Log = Log()
     providers: dict[str, Any] = {}
     """Each provider's own section (`[sim]`, `[aws]`), decoded by its plugin's settings struct."""
+    warnings: tuple[str, ...] = ()
+    """What the admin should hear about: settings in Host Factory's files that are not used."""
+    host_factory: HostFactoryDirs | None = None
+    """Host Factory's directories for this provider instance, when run under Host Factory."""
 
     @property
     def store_url(self) -> str:
@@ -109,6 +119,8 @@ def load_config(
     provider's settings struct.
     """
     providers = providers or ProviderRegistry.discover()
+    host_factory = host_factory_dirs(environ)
+    path = path or config_file_in(host_factory)
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -117,10 +129,15 @@ def load_config(
             raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        _resolve_paths(raw, path.parent)
     _apply_environment(raw, environ, providers.names())
+    warnings = []
+    if host_factory is not None:
+        warnings = apply_host_factory_files(raw, host_factory, providers)
     source = f"config file {path}" if path else "configuration"
     sections = {name: raw.pop(name) for name in list(raw) if name in providers.names()}
-    raw.pop("providers", None)  # not a section: the provider sections are filled in below
+    for derived in ("providers", "warnings", "host_factory"):  # not settings: filled in below
+        raw.pop(derived, None)
     try:
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as error:
@@ -132,7 +149,16 @@ def load_config(
             decoded[name] = msgspec.convert(sections.get(name, {}), plugin.settings, strict=False)
         except msgspec.ValidationError as error:
             raise ConfigError(f"{source}: [{name}] {error}") from None
-    return msgspec.structs.replace(config, providers=decoded)
+    return msgspec.structs.replace(
+        config, providers=decoded, warnings=tuple(warnings), host_factory=host_factory
+    )
+
+
+def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> None:
+    """Paths in a config file are relative to the file, never to the current directory."""
+    for holder, key in ((raw, "data_dir"), (raw, "templates"), (raw.get("log"), "file")):
+        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
+            holder[key] = str(base / pathlib.Path(holder[key]).expanduser())
 
 
 NOT_SETTINGS = {"HOSTSMITH_CONFIG", "HOSTSMITH_BIN"}
@@ -168,4 +194,12 @@ def describe(config: Config) -> dict[str, Any]:
         shown["server"]["token"] = "***"
     shown["effective_store"] = config.store_url
     shown["effective_templates"] = str(config.templates_path)
+    shown["precedence"] = PRECEDENCE
     return shown
+
+
+PRECEDENCE = (
+    "flags, then HOSTSMITH_* variables, then the config file (--config, HOSTSMITH_CONFIG, or "
+    "hostsmith.toml in HF_PROVIDER_CONFDIR), then Host Factory's files and HF_PROVIDER_* "
+    "directories, then hostsmith's defaults"
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from hostsmith.actors.errors import ConfigError
 from hostsmith.actors.providers import GatewayPolicy, ProviderRegistry
+from hostsmith.actors.providers.aws import AwsSettings
 from hostsmith.actors.providers.sim import SimSettings
 from hostsmith.actors.service import Config, RequestSettings, load_config
 from tests.support.daemon import Daemon, write_config
@@ -95,3 +97,109 @@ def test_the_daemon_takes_its_settings_from_hostsmith_variables(tmp_path: pathli
         daemon.stop()
     assert response.status_code == 413
     assert response.json() == {"message": "request body is larger than the limit of 2048 bytes"}
+
+
+SIM_TEMPLATES = {
+    "templates": [
+        {
+            "templateId": "hf-sim-1",
+            "maxNumber": 4,
+            "attributes": {
+                "type": ["String", "X86_64"],
+                "ncpus": ["Numeric", "1"],
+                "nram": ["Numeric", "1024"],
+            },
+        }
+    ]
+}
+
+
+def host_factory_tree(root: pathlib.Path) -> dict[str, str]:
+    """Host Factory's variables for a provider instance `hsinst`, its directories made."""
+    conf, work, logs = root / "conf", root / "work", root / "log"
+    for directory in (conf, work, logs):
+        directory.mkdir(parents=True)
+    return {
+        "HF_PROVIDER_NAME": "hsinst",
+        "HF_PROVIDER_CONFDIR": str(conf),
+        "HF_PROVIDER_WORKDIR": str(work),
+        "HF_PROVIDER_LOGDIR": str(logs),
+    }
+
+
+def test_under_host_factory_every_path_comes_from_its_directories(tmp_path: pathlib.Path) -> None:
+    hf = host_factory_tree(tmp_path)
+    (tmp_path / "conf" / "simprov_templates.json").write_text(json.dumps(SIM_TEMPLATES))
+    config = load_config(None, hf)
+    assert config.provider == "sim"  # the provider whose templates file is there
+    assert config.templates_path == tmp_path / "conf" / "simprov_templates.json"
+    assert config.data_dir == str(tmp_path / "work")
+    assert config.log.file == str(tmp_path / "log" / "hostsmith.log")
+    assert config.store_url == f"sqlite://{tmp_path / 'work'}/events.db"
+
+
+def test_ibm_defaults_derive_the_provider_dirs_from_hf_confdir_and_workdir(
+    tmp_path: pathlib.Path,
+) -> None:
+    conf = tmp_path / "hfconf" / "providers" / "hsinst"
+    conf.mkdir(parents=True)
+    (conf / "simprov_templates.json").write_text(json.dumps(SIM_TEMPLATES))
+    config = load_config(
+        None,
+        {
+            "HF_PROVIDER_NAME": "hsinst",
+            "HF_CONFDIR": str(tmp_path / "hfconf"),
+            "HF_WORKDIR": str(tmp_path / "hfwork"),
+        },
+    )
+    assert config.templates_path == conf / "simprov_templates.json"
+    assert config.data_dir == str(tmp_path / "hfwork" / "providers" / "hsinst")
+
+
+def test_ibm_provider_config_keys_are_mapped_and_the_rest_named(tmp_path: pathlib.Path) -> None:
+    hf = host_factory_tree(tmp_path)
+    conf = tmp_path / "conf"
+    (conf / "awsprov_templates.json").write_text(json.dumps(SIM_TEMPLATES))
+    (conf / "awsprov_config.json").write_text(
+        json.dumps(
+            {
+                "AWS_REGION": "eu-west-1",
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+                "AWS_CREDENTIAL_FILE": "/etc/hf/credentials",
+                "AWS_SPOT_TERMINATE_ON_RECLAIM": True,
+            }
+        )
+    )
+    config = load_config(None, hf | {"HOSTSMITH_AWS_REGION": "us-east-2"})
+    assert config.provider == "aws"
+    assert config.providers["aws"] == AwsSettings(
+        region="us-east-2",  # hostsmith's own setting wins over Host Factory's file
+        endpoint="http://127.0.0.1:5000",
+        credential_file="/etc/hf/credentials",
+    )
+    assert config.warnings == (
+        f"{conf / 'awsprov_config.json'}: AWS_SPOT_TERMINATE_ON_RECLAIM is not used by "
+        "hostsmith's aws provider",
+    )
+
+
+def test_a_conf_dir_without_templates_is_an_error_not_the_examples(tmp_path: pathlib.Path) -> None:
+    hf = host_factory_tree(tmp_path)
+    with pytest.raises(
+        ConfigError,
+        match=r"^Host Factory's conf dir .*/conf holds no templates file; expected one of "
+        r"awsprov_templates.json, simprov_templates.json$",
+    ):
+        load_config(None, hf)
+
+
+def test_hostsmith_toml_beside_host_factorys_files_is_read_and_its_paths_are_its_own(
+    tmp_path: pathlib.Path,
+) -> None:
+    hf = host_factory_tree(tmp_path)
+    conf = tmp_path / "conf"
+    (conf / "simprov_templates.json").write_text(json.dumps(SIM_TEMPLATES))
+    (conf / "hostsmith.toml").write_text('data_dir = "state"\n[sim]\nseed = 9\n')
+    config = load_config(None, hf)
+    assert config.data_dir == str(conf / "state")  # relative to the file, not the cwd
+    assert config.providers["sim"].seed == 9

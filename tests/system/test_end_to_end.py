@@ -244,3 +244,66 @@ def test_a_symlinked_script_finds_hostsmith_and_a_copied_one_says_what_is_missin
         "message": "getRequestStatus: the hostsmith command was not found (looked for "
         f"{plugin}/../.venv/bin/hostsmith and on PATH); set HOSTSMITH_BIN to its path"
     }
+
+
+@pytest.mark.slow
+def test_with_only_host_factorys_variables_calls_from_any_directory_share_one_state(
+    tmp_path: pathlib.Path,
+) -> None:
+    """As Host Factory runs a plugin: its variables, its files, a new process per call, its cwd."""
+    conf, work, logs = tmp_path / "conf", tmp_path / "work", tmp_path / "log"
+    for directory in (conf, work, logs):
+        directory.mkdir()
+    template = {
+        "templateId": "hf-only",
+        "maxNumber": 3,
+        "attributes": {
+            "type": ["String", "X86_64"],
+            "ncpus": ["Numeric", "1"],
+            "nram": ["Numeric", "1024"],
+        },
+    }
+    (conf / "simprov_templates.json").write_text(json.dumps({"templates": [template]}))
+    (conf / "hostsmith.toml").write_text("[sim]\nboot_time = 0.1\nlatency = 0.0\n")
+    environment = without_hostsmith_settings() | {
+        "HF_PROVIDER_NAME": "hsinst",
+        "HF_PROVIDER_CONFDIR": str(conf),
+        "HF_PROVIDER_WORKDIR": str(work),
+        "HF_PROVIDER_LOGDIR": str(logs),
+    }
+
+    def call(command: str, payload: Any, cwd: pathlib.Path) -> dict[str, Any]:
+        cwd.mkdir(exist_ok=True)
+        given = cwd / "hf_in.json"
+        given.write_text(json.dumps(payload))
+        done = subprocess.run(
+            [sys.executable, "-m", "hostsmith.actors.cli", "hf", command, "-f", str(given)],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env=environment,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        conforms(command, answer)
+        return answer
+
+    templates = call("getAvailableTemplates", {}, tmp_path / "one")
+    assert [t["templateId"] for t in templates["templates"]] == ["hf-only"]  # not the examples
+    asked = call(
+        "requestMachines",
+        {"template": {"templateId": "hf-only", "machineCount": 1}},
+        tmp_path / "two",
+    )
+    for attempt in range(50):
+        status = call(
+            "getRequestStatus",
+            {"requests": [{"requestId": asked["requestId"]}]},
+            tmp_path / f"poll{attempt}",
+        )
+        if status["requests"][0]["status"] != "running":
+            break
+    assert status["requests"][0]["status"] == "complete", status  # not "unknown"
+    assert (work / "events.db").exists()
+    assert not any((tmp_path / name / ".hostsmith").exists() for name in ("one", "two", "poll0"))

@@ -56,6 +56,8 @@ class AwsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Empty: the standard chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)."""
     endpoint: str = ""
     """Empty: AWS itself. Set it to talk to a stand-in such as moto."""
+    credential_file: str = ""
+    """An AWS shared credentials file; empty: the standard chain's (~/.aws/credentials)."""
 
 
 def check_templates(templates: dict[str, Template]) -> None:
@@ -144,6 +146,8 @@ async def open_aws_provider(
     """EC2 and Auto Scaling clients on the standard credential chain, botocore's retries off."""
     try:
         session, config = aws_session(retries={"total_max_attempts": 1, "mode": "standard"})
+        if settings.credential_file:
+            session.set_config_variable("credentials_file", settings.credential_file)
     except ImportError:
         raise ConfigError(
             "the aws provider needs the aws extra: pip install 'hostsmith[aws]'"
@@ -157,5 +161,14 @@ async def open_aws_provider(
 
 
 PLUGIN = ProviderPlugin(
-    name="aws", settings=AwsSettings, open=open_aws_provider, check_templates=check_templates
+    name="aws",
+    settings=AwsSettings,
+    open=open_aws_provider,
+    check_templates=check_templates,
+    # IBM's awsprov_config.json keys that mean the same here; the rest are named as unused.
+    host_factory_keys={
+        "AWS_REGION": "region",
+        "AWS_ENDPOINT_URL": "endpoint",
+        "AWS_CREDENTIAL_FILE": "credential_file",
+    },
 )

@@ -82,13 +82,10 @@ def decide(state: MachineRecord, command: Any) -> Sequence[msgspec.Struct]:
     if isinstance(command, RecordMachineState):
         return [MachineStateRecorded(command.state)] if command.state != state.state else []
     if isinstance(command, ClaimReturn):
-        if state.returned_by == command.return_request_id:
-            return []
+        # Held by another return already: not an error (Host Factory repeats
+        # returns); the claim is simply not made, and `returned_by` says whose it is.
         if state.returned_by:
-            raise Rejected(
-                f"machine {state.machine_id!r} ({state.name}) is being returned already "
-                f"by {state.returned_by}"
-            )
+            return []
         return [ReturnClaimed(command.return_request_id)]
     if isinstance(command, ReleaseReturn):
         if state.returned_by != command.return_request_id:

@@ -70,6 +70,17 @@ class RequestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     memory follows the hosts in play, not the history."""
 
 
+def _return_notes(unknown: list[str], held: dict[str, list[Machine]]) -> str:
+    """What a return's answer says about the hosts it did not take."""
+    notes = ""
+    if unknown:
+        notes += f" Not provisioned by hostsmith, so not returned: {', '.join(unknown)}."
+    for holder, machines in held.items():
+        names = ", ".join(m.name or m.machine_id for m in machines)
+        notes += f" Returned by {holder}: {names}."
+    return notes
+
+
 def random_request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4()}"
 
@@ -145,18 +156,29 @@ class HostFactory:
         return RequestAccepted(request_id, "Request VM success.")
 
     async def request_return_machines(self, machines: Sequence[MachineRef]) -> RequestAccepted:
+        """Return what can be returned; a repeat, or a host unknown here, is not an error.
+
+        Hosts hostsmith does not know are named in the answer's message; hosts
+        another return holds (in progress, or done) stay with it, and when
+        nothing new is left to return the answer is that return's id.
+        """
         if not machines:
             raise Refused("requestReturnMachines needs at least one machine")
         known: list[Machine] = []
+        unknown: list[str] = []
         for ref in machines:
             machine = self.projections.find(ref)
             if machine is None:
-                raise Refused(
-                    f"machine {ref.machine_id or ref.name!r} was not provisioned by hostsmith"
-                )
-            known.append(machine)
+                unknown.append(ref.machine_id or ref.name)
+            elif machine not in known:
+                known.append(machine)
+        if not known:
+            raise Refused(f"none of these hosts was provisioned by hostsmith: {', '.join(unknown)}")
         request_id = self.new_request_id("ret")
-        await self.settlement.claim(request_id, known)
+        known, held = await self.settlement.claim(request_id, known)
+        notes = _return_notes(unknown, held)
+        if not known:  # every host is being (or was) returned by another request
+            return RequestAccepted(next(iter(held)), f"Delete VM success.{notes}")
         now = self.clock()
         request = self.runtime.get(REQUEST, request_id)
         try:
@@ -175,7 +197,7 @@ class HostFactory:
                 if (await request.state()).kind is None:
                     await self.settlement.unclaim(request_id, known)
             raise
-        return RequestAccepted(request_id, "Delete VM success.")
+        return RequestAccepted(request_id, f"Delete VM success.{notes}")
 
     async def get_request_status(self, request_ids: Sequence[str]) -> RequestStatuses:
         answers = []

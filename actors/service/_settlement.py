@@ -76,15 +76,32 @@ class Settlement:
             command_id=f"{request_id}/abandon",
         )
 
-    async def claim(self, request_id: str, machines: Sequence[Machine]) -> None:
-        """Claim every machine for this return, or none of them."""
+    async def claim(
+        self, request_id: str, machines: Sequence[Machine]
+    ) -> tuple[list[Machine], dict[str, list[Machine]]]:
+        """Claim these machines for this return: (those claimed, those held by other returns).
+
+        A machine another return holds (in progress, or done) stays with it.
+        If a claim fails, every claim this call made is released again.
+        """
         tried: list[Machine] = []
+        claimed: list[Machine] = []
+        held: dict[str, list[Machine]] = {}
         try:
             for machine in machines:
                 tried.append(machine)  # before: a claim can be stored yet go unacknowledged
-                await self.runtime.get(MACHINE, machine.machine_id).execute(
+                record = self.runtime.get(MACHINE, machine.machine_id)
+                committed = await record.execute(
                     ClaimReturn(request_id), command_id=f"{request_id}/claim/{machine.machine_id}"
                 )
+                holder = request_id
+                if not committed.events:
+                    holder = (await record.state()).returned_by or request_id
+                if holder == request_id:
+                    claimed.append(machine)
+                else:
+                    held.setdefault(holder, []).append(machine)
+            return claimed, held
         except BaseException as failure:
             with trio.CancelScope(shield=True):
                 await self.unclaim(request_id, tried)

@@ -68,7 +68,7 @@ BAD_INPUTS = [
     (
         "requestReturnMachines",
         '{"machines": [{"name": "ip-1", "machineId": "i-nope"}]}',
-        r"^machine 'i-nope' was not provisioned by hostsmith$",
+        r"^none of these hosts was provisioned by hostsmith: i-nope$",
     ),
     (
         "getRequestStatus",

@@ -225,7 +225,7 @@ async def test_bad_requests_are_refused_with_a_clear_message(
     ):
         await service.request_machines("OnDemand", 101)
     with pytest.raises(
-        HostFactoryError, match=r"^machine 'i-unknown' was not provisioned by hostsmith$"
+        HostFactoryError, match=r"^none of these hosts was provisioned by hostsmith: i-unknown$"
     ):
         await service.request_return_machines([MachineRef("", "i-unknown")])
 
@@ -267,35 +267,72 @@ async def test_a_host_held_by_host_factory_that_hostsmith_has_no_record_of_is_le
     assert len(await service.runtime.journal.store.read_all(0, 100_000)) == before  # asks only
 
 
-async def test_a_machine_can_be_returned_by_one_request_only(
+async def test_racing_returns_of_one_machine_both_succeed_and_it_is_returned_once(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
+    """Host Factory may repeat a return; the repeat is answered, never refused (issue 12)."""
     service = await start_service(tmp_path, nursery_)
     done = await wait_for_status(
         service, (await service.request_machines("OnDemand", 2)).request_id, "complete"
     )
     first, second = (MachineRef(m.name, m.machine_id) for m in done.machines)
-    outcomes: list[str] = []
+    answers: list[RequestAccepted] = []
 
     async def give_back(machines: list[MachineRef]) -> None:
-        try:
-            outcomes.append((await service.request_return_machines(machines)).request_id)
-        except HostFactoryError as refusal:
-            outcomes.append(str(refusal))
+        answers.append(await service.request_return_machines(machines))
 
     async with trio.open_nursery() as racers:
         racers.start_soon(give_back, [first, second])
         racers.start_soon(give_back, [second])
-    accepted = [o for o in outcomes if o.startswith("ret-")]
-    refused = [o for o in outcomes if not o.startswith("ret-")]
-    assert len(accepted) == 1
-    assert len(refused) == 1
-    assert refused[0].startswith(
-        f"machine '{second.machine_id}' ({second.name}) is being returned already by ret-"
+    returned_by: dict[str, list[str]] = {}
+    for answer in {a.request_id for a in answers}:
+        finished = await wait_for_status(service, answer, "complete")
+        for machine in finished.machines:
+            returned_by.setdefault(machine.machine_id, []).append(answer)
+    # each machine is in exactly one return, and both calls were answered
+    assert sorted(returned_by) == sorted([first.machine_id, second.machine_id])
+    assert all(len(returns) == 1 for returns in returned_by.values())
+    (second_by,) = returned_by[second.machine_id]
+    assert any(second_by in a.message or a.request_id == second_by for a in answers)
+    capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
+    assert capacity.reserved == {}  # both machines' capacity given back, once
+
+
+async def test_a_repeated_return_is_answered_with_the_first_returns_id(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    done = await wait_for_status(
+        service, (await service.request_machines("OnDemand", 1)).request_id, "complete"
     )
-    # the loser claimed nothing: the first machine can still be returned if it was not taken
-    finished = await wait_for_status(service, accepted[0], "complete")
-    assert {m.machine_id for m in finished.machines} <= {first.machine_id, second.machine_id}
+    held = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    first = await service.request_return_machines(held)
+    during = await service.request_return_machines(held)  # while the first is under way
+    await wait_for_status(service, first.request_id, "complete")
+    after = await service.request_return_machines(held)  # and once it is done
+    assert during.request_id == after.request_id == first.request_id
+    assert after.message == f"Delete VM success. Returned by {first.request_id}: {held[0].name}."
+
+
+async def test_a_batch_with_unknown_hosts_returns_the_known_ones_and_names_the_rest(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_)
+    done = await wait_for_status(
+        service, (await service.request_machines("OnDemand", 1)).request_id, "complete"
+    )
+    (ours,) = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    answer = await service.request_return_machines([ours, MachineRef("ghost", "i-ghost")])
+    assert (
+        answer.message
+        == "Delete VM success. Not provisioned by hostsmith, so not returned: i-ghost."
+    )
+    finished = await wait_for_status(service, answer.request_id, "complete")
+    assert [m.machine_id for m in finished.machines] == [ours.machine_id]
+    with pytest.raises(
+        HostFactoryError, match=r"^none of these hosts was provisioned by hostsmith: i-ghost$"
+    ):
+        await service.request_return_machines([MachineRef("ghost", "i-ghost")])
 
 
 async def test_capacity_reserved_by_a_request_that_never_opened_is_given_back_at_restart(

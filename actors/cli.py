@@ -34,6 +34,7 @@ from hostsmith.actors.commands import (
     simulate,
     soak,
     stores_init,
+    templates_check,
     templates_list,
 )
 from hostsmith.actors.errors import InternalError, as_hostsmith_error
@@ -76,7 +77,9 @@ app.command()(serve)
 app.command()(hf)
 # Looking inside.
 group("config", "Inspect the configuration.").command("check")(config_check)
-group("templates", "The configured Host Factory templates.").command("list")(templates_list)
+templates = group("templates", "The configured Host Factory templates.")
+templates.command("list")(templates_list)
+templates.command("check")(templates_check)
 requests = group("requests", "Acquire and return requests.")
 requests.command("list")(requests_list)
 requests.command("show")(requests_show)

@@ -19,6 +19,7 @@ from hostsmith.actors.commands._operate import (
     requests_list as requests_list,
     requests_show as requests_show,
     serve as serve,
+    templates_check as templates_check,
     templates_list as templates_list,
 )
 from hostsmith.actors.commands._output import (
@@ -54,5 +55,6 @@ __all__ = [
     "soak",
     "stderr",
     "stores_init",
+    "templates_check",
     "templates_list",
 ]

@@ -42,8 +42,10 @@ from hostsmith.actors.hostfactory import (
     RequestAccepted,
     RequestStatus,
     RequestStatusEntry,
+    TemplatesRead,
     decode,
 )
+from hostsmith.actors.providers import ProviderRegistry
 from hostsmith.actors.server import configure_logging, serve as serve_daemon, tune_process
 from hostsmith.actors.service import (
     Application,
@@ -51,8 +53,8 @@ from hostsmith.actors.service import (
     answer,
     describe,
     load_config,
-    load_templates,
     open_application,
+    read_templates_file,
 )
 from hostsmith.runtime import RuntimeFault, StoredEvent
 from hostsmith.stores import (
@@ -172,13 +174,52 @@ async def hf_in_process(config: Config, command: str, body: bytes) -> HostFactor
 def config_check(config: ConfigOption = None) -> None:
     """Print the effective configuration, or name the bad key and why."""
     settings = configuration(config)
+    read = check_templates_of(settings, settings.templates_path)
+    shown = describe(settings)
+    shown["warnings"] = [*settings.warnings, *(f"left out: {line}" for line in read.left_out)]
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
+
+
+def templates_check(
+    file: Annotated[
+        pathlib.Path | None,
+        typer.Argument(help="A templates file (default: the configured one)."),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a templates file exactly as `serve` reads it, the provider's needs included.
+
+    Lists the templates that will be served, each one left out and why, and
+    the keys hostsmith does not use. Exits 1 when a template is left out.
+    """
+    settings = configuration(config)
+    path = file or settings.templates_path
+    read = check_templates_of(settings, path)
+    report = {
+        "file": str(path),
+        "provider": settings.provider,
+        "served": sorted(read.templates),
+        "left_out": read.left_out,
+        "ignored_keys": read.ignored_keys,
+    }
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        console.print(f"{path}: {len(read.templates)} served", highlight=False, markup=False)
+        for line in (*read.left_out, *read.ignored_keys):
+            console.print(f"  {line}", highlight=False, markup=False)
+    if read.left_out:
+        raise typer.Exit(1)
+
+
+def check_templates_of(settings: Config, path: pathlib.Path) -> TemplatesRead:
+    """The templates file read as `serve` reads it, for the configured provider."""
     try:
-        load_templates(settings.templates_path)
+        plugin = ProviderRegistry.discover().get(settings.provider)
+        return read_templates_file(path, plugin.check_template)
     except HostsmithError as error:
         fail(error.message)
-    sys.stdout.write(
-        msgspec.json.format(msgspec.json.encode(describe(settings)), indent=2).decode() + "\n"
-    )
 
 
 def inspect(settings: Config, view: Callable[[Application], Awaitable[Any]]) -> Any:

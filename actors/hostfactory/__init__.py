@@ -47,7 +47,9 @@ from hostsmith.actors.hostfactory._templates import (
     Release as Release,
     Reserve as Reserve,
     Template as Template,
+    TemplatesRead as TemplatesRead,
     parse_templates as parse_templates,
+    read_templates as read_templates,
 )
 from hostsmith.actors.hostfactory._wire import (
     COMMANDS as COMMANDS,
@@ -109,7 +111,9 @@ __all__ = [
     "StateChange",
     "Template",
     "TemplateEntry",
+    "TemplatesRead",
     "decode",
     "parse_templates",
+    "read_templates",
     "to_host_factory",
 ]

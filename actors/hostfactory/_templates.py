@@ -17,8 +17,8 @@ exceeded however many requests race.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Literal
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -67,30 +67,87 @@ class Template(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class TemplatesFile(msgspec.Struct, frozen=True):
-    templates: list[Template]
+    """The file's shape, before each template is checked on its own."""
+
+    templates: list[dict[str, Any]]
+
+
+class TemplatesRead(msgspec.Struct, frozen=True):
+    """What a templates file gave: the usable templates, and what was not used, by name."""
+
+    templates: dict[str, Template]
+    left_out: list[str]
+    """One line per template that cannot be used: where it is and why."""
+    ignored_keys: list[str]
+    """One line per template with keys hostsmith does not use."""
 
 
 MANDATORY_ATTRIBUTES = ("type", "ncpus", "nram")
+KNOWN_KEYS = frozenset(field.encode_name for field in msgspec.structs.fields(Template))
 
 
-def parse_templates(data: bytes, source: str = "templates file") -> dict[str, Template]:
-    """Decode and check a Host Factory templates file; returns templates by id."""
+def read_templates(
+    data: bytes,
+    source: str = "templates file",
+    check: Callable[[Template], None] | None = None,
+) -> TemplatesRead:
+    """Every template of a Host Factory templates file that can be used.
+
+    A template that cannot be used (a bad value, a rule broken, or one the
+    provider's `check` refuses) is left out and named, and the others are
+    kept: one bad template must not take every call down. Only a file that
+    is not a templates file at all is an error.
+    """
     try:
-        parsed = msgspec.json.decode(data, type=TemplatesFile)
+        entries = msgspec.json.decode(data, type=TemplatesFile).templates
     except msgspec.DecodeError as error:
         raise TemplateError(f"{source}: {error}") from None
     templates: dict[str, Template] = {}
-    for index, template in enumerate(parsed.templates):
-        where = f"{source}: $.templates[{index}] ({template.template_id})"
-        missing = [name for name in MANDATORY_ATTRIBUTES if name not in template.attributes]
-        if missing:
-            raise TemplateError(f"{where}: attributes must include {', '.join(missing)}")
-        if template.price_type != "ondemand" and not template.fleet_role:
-            raise TemplateError(f"{where}: priceType {template.price_type} needs a fleetRole")
-        if template.template_id in templates:
-            raise TemplateError(f"{where}: templateId {template.template_id!r} appears twice")
+    left_out: list[str] = []
+    ignored: list[str] = []
+    for index, entry in enumerate(entries):
+        at = f"$.templates[{index}]"
+        try:
+            template = msgspec.convert(entry, Template)
+        except msgspec.ValidationError as error:
+            reason = str(error)
+            reason = (
+                reason.replace("`$", f"`{at}") if " - at `$" in reason else f"{reason} - at `{at}`"
+            )
+            left_out.append(f"{source}: {reason}")
+            continue
+        where = f"{source}: {at} ({template.template_id})"
+        try:
+            _check_rules(template, templates)
+            if check is not None:
+                check(template)
+        except TemplateError as broken:
+            left_out.append(f"{where}: {broken}")
+            continue
         templates[template.template_id] = template
-    return templates
+        unknown = sorted(set(entry) - KNOWN_KEYS)
+        if unknown:
+            ignored.append(f"{where}: {', '.join(unknown)} not used by hostsmith")
+    return TemplatesRead(templates, left_out, ignored)
+
+
+def _check_rules(template: Template, earlier: dict[str, Template]) -> None:
+    """The rules that types cannot say."""
+    missing = [name for name in MANDATORY_ATTRIBUTES if name not in template.attributes]
+    if missing:
+        raise TemplateError(f"attributes must include {', '.join(missing)}")
+    if template.price_type != "ondemand" and not template.fleet_role:
+        raise TemplateError(f"priceType {template.price_type} needs a fleetRole")
+    if template.template_id in earlier:
+        raise TemplateError(f"templateId {template.template_id!r} appears twice")
+
+
+def parse_templates(data: bytes, source: str = "templates file") -> dict[str, Template]:
+    """Decode and check a templates file strictly: the first template left out is an error."""
+    read = read_templates(data, source)
+    if read.left_out:
+        raise TemplateError(read.left_out[0])
+    return read.templates
 
 
 # -- the capacity ledger: one aggregate per template ---------------------------

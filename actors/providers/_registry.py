@@ -42,7 +42,7 @@ class ProviderContext:
     """Epoch seconds: virtual in tests, the wall clock in the daemon."""
 
 
-def accept_every_template(templates: dict[str, Template]) -> None:
+def accept_every_template(template: Template) -> None:
     """The default template check: a provider that needs nothing more from a template."""
 
 
@@ -53,8 +53,8 @@ class ProviderPlugin:
     """The provider's config section, `[name]` in the config file; its defaults are the defaults."""
     open: Callable[[Any, ProviderContext], AbstractAsyncContextManager[Provider]]
     """Open the provider with its decoded section; it is closed when the block ends."""
-    check_templates: Callable[[dict[str, Template]], None] = accept_every_template
-    """Raise `TemplateError` naming a template this provider cannot launch."""
+    check_template: Callable[[Template], None] = accept_every_template
+    """Raise `TemplateError` saying why this provider cannot launch a template; it is left out."""
     host_factory_keys: Mapping[str, str] = field(default_factory=dict)
     """Keys of IBM's `<name>prov_config.json` this provider honours -> its settings' fields."""
 

@@ -22,6 +22,7 @@ from hostsmith.actors.service._config import (
     describe as describe,
     load_config as load_config,
     load_templates as load_templates,
+    read_templates_file as read_templates_file,
 )
 from hostsmith.actors.service._dispatch import (
     answer as answer,
@@ -52,4 +53,5 @@ __all__ = [
     "open_application",
     "open_service",
     "random_request_id",
+    "read_templates_file",
 ]

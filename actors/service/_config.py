@@ -24,13 +24,13 @@ from __future__ import annotations
 import os
 import pathlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from hostsmith.actors.errors import ConfigError, TemplateError
-from hostsmith.actors.hostfactory import Template, parse_templates
+from hostsmith.actors.hostfactory import Template, TemplatesRead, parse_templates, read_templates
 from hostsmith.actors.providers import GatewayPolicy, ProviderPlugin, ProviderRegistry
 from hostsmith.actors.service._hf_files import (
     HostFactoryDirs,
@@ -98,12 +98,22 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def load_templates(path: pathlib.Path) -> dict[str, Template]:
-    """Read and check a Host Factory templates file."""
+    """Read and check a Host Factory templates file strictly: any bad template is an error."""
+    return parse_templates(_read(path), str(path))
+
+
+def read_templates_file(
+    path: pathlib.Path, check: Callable[[Template], None] | None = None
+) -> TemplatesRead:
+    """The usable templates of a file, and each one left out or key ignored, by name."""
+    return read_templates(_read(path), str(path), check)
+
+
+def _read(path: pathlib.Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise TemplateError(f"cannot read templates file {path}: {error.strerror}") from None
-    return parse_templates(data, str(path))
 
 
 def load_config(

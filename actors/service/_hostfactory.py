@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import msgspec
 import trio
 
-from hostsmith.actors.errors import Refused
+from hostsmith.actors.errors import Refused, TemplateError
 from hostsmith.actors.hostfactory import (
     CAPACITY,
     MACHINE,
@@ -95,6 +95,7 @@ class HostFactory:
         *,
         clock: Callable[[], float] = time.time,
         new_request_id: Callable[[str], str] = random_request_id,
+        templates_problem: TemplateError | None = None,
     ) -> None:
         self.runtime = runtime
         self.gateway = gateway
@@ -102,6 +103,9 @@ class HostFactory:
         self.settings = settings = settings or RequestSettings()
         self.clock = clock
         self.new_request_id = new_request_id
+        self.templates_problem = templates_problem
+        """Why the templates file could not be read, if it could not: the calls that need
+        templates answer with it, and everything else goes on."""
         self.projections = Projections(clock)
         self.settlement = Settlement(runtime, gateway, self.projections, clock)
         self.driver = Driver(
@@ -117,6 +121,7 @@ class HostFactory:
     # -- the five Host Factory calls --------------------------------------------
 
     async def get_available_templates(self) -> AvailableTemplates:
+        self._check_templates_file()
         listed = []
         for template in self.templates.values():
             capacity = await self.runtime.get(CAPACITY, template.template_id).state()
@@ -126,6 +131,7 @@ class HostFactory:
         return AvailableTemplates(listed)
 
     async def request_machines(self, template_id: str, count: int) -> RequestAccepted:
+        self._check_templates_file()
         template = self.templates.get(template_id)
         if template is None:
             known = ", ".join(sorted(self.templates)) or "none are configured"
@@ -240,6 +246,10 @@ class HostFactory:
             return False
         record: MachineRecord = await self.runtime.get(MACHINE, ref.machine_id).state()
         return bool(record.request_id) and record.state not in ("terminated", "failed")
+
+    def _check_templates_file(self) -> None:
+        if self.templates_problem is not None:
+            raise TemplateError(str(self.templates_problem))
 
     # -- what the operator's commands ask ---------------------------------------
 

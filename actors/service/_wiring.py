@@ -10,6 +10,7 @@ the requests it is asked about instead.
 
 from __future__ import annotations
 
+import logging
 import math
 import pathlib
 import random
@@ -20,12 +21,15 @@ from dataclasses import dataclass
 
 import trio
 
-from hostsmith.actors.hostfactory import CAPACITY, MACHINE, REQUEST, Template
+from hostsmith.actors.errors import TemplateError
+from hostsmith.actors.hostfactory import CAPACITY, MACHINE, REQUEST, Template, TemplatesRead
 from hostsmith.actors.providers import Gateway, Provider, ProviderContext, ProviderRegistry
-from hostsmith.actors.service._config import Config, load_templates
+from hostsmith.actors.service._config import Config, read_templates_file
 from hostsmith.actors.service._hostfactory import HostFactory, random_request_id
 from hostsmith.runtime import EventStore, Runtime, open_runtime
 from hostsmith.stores import open_store
+
+log = logging.getLogger("hostsmith.config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,6 @@ async def _open_provider(
     clock: Callable[[], float],
 ) -> AsyncIterator[Provider]:
     plugin = providers.get(config.provider)
-    plugin.check_templates(templates)
     context = ProviderContext(templates, pathlib.Path(config.data_dir), clock)
     async with plugin.open(config.provider_settings(plugin), context) as provider:
         yield provider
@@ -58,12 +61,27 @@ async def open_application(
     clock: Callable[[], float] = time.time,
     providers: ProviderRegistry | None = None,
 ) -> AsyncIterator[Application]:
-    templates = load_templates(config.templates_path)
     providers = providers or ProviderRegistry.discover()
+    check = providers.get(config.provider).check_template
+    problem: TemplateError | None = None
+    try:
+        read = read_templates_file(config.templates_path, check)
+    except TemplateError as unusable:
+        # Status polls and returns of open requests need no templates, so they
+        # go on; only the calls that do answer with the file's problem.
+        log.warning("%s", unusable)
+        read, problem = TemplatesRead({}, [], []), unusable
+    for left_out in read.left_out:  # the others are served: one bad template takes nothing down
+        log.warning("template left out: %s", left_out)
+    for ignored in read.ignored_keys:
+        log.info("template keys ignored: %s", ignored)
+    templates = read.templates
     async with (
         _open_provider(config, providers, templates, clock) as provider,
         open_store(config.store_url) as store,
-        open_service(config, store, provider, templates, drive=drive, clock=clock) as application,
+        open_service(
+            config, store, provider, templates, drive=drive, clock=clock, templates_problem=problem
+        ) as application,
     ):
         yield application
 
@@ -79,6 +97,7 @@ async def open_service(
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
     new_request_id: Callable[[str], str] = random_request_id,
+    templates_problem: TemplateError | None = None,
 ) -> AsyncIterator[Application]:
     """The runtime and the service over an open store and provider (the simulation's way in)."""
     gateway = Gateway(provider, config.gateway)
@@ -96,6 +115,7 @@ async def open_service(
             config.requests,
             clock=clock,
             new_request_id=new_request_id,
+            templates_problem=templates_problem,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run, drive)

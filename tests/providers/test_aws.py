@@ -26,7 +26,7 @@ from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.aws import AwsApi, AwsProvider, AwsSettings, open_aws_provider
 from hostsmith.runtime import CircuitOpen, CircuitState, NewEvent, append
 from hostsmith.stores import init_store, open_store
-from tests.support.daemon import Daemon, hf, write_config
+from tests.support.daemon import Daemon, hf, hostsmith, write_config
 
 AMI = "ami-1e749f67"  # one of the images moto knows (it refuses unknown ones, as AWS does)
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
@@ -262,14 +262,21 @@ async def test_a_permanent_error_is_not_retried_and_keeps_aws_words(moto: str) -
     assert flaky.calls == 1
 
 
-def test_a_template_missing_what_its_api_needs_is_named(tmp_path: pathlib.Path, moto: str) -> None:
-    incomplete = {k: v for k, v in RUN_INSTANCES.items() if k != "vmType"}
-    config = aws_config(tmp_path, moto, [incomplete])
+def test_a_template_missing_what_its_api_needs_is_left_out_and_named(
+    tmp_path: pathlib.Path, moto: str
+) -> None:
+    """One bad template never takes the service down (issue 12): the others are served."""
+    incomplete = {k: v for k, v in RUN_INSTANCES.items() if k != "vmType"} | {"templateId": "bad"}
+    config = aws_config(tmp_path, moto, [incomplete, RUN_INSTANCES])
     status, answer = hf("getAvailableTemplates", {}, config=config)
-    assert status != 0
-    assert answer["message"] == (
-        "template 'run-instances' (providerApi RunInstances): needs vmType; add it to the template"
-    ), answer
+    assert status == 0, answer
+    assert [t["templateId"] for t in answer["templates"]] == ["run-instances"]
+    checked = hostsmith("templates", "check", "--config", str(config), "--json")
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)["left_out"] == [
+        f"{tmp_path}/templates.json: $.templates[0] (bad): providerApi RunInstances needs "
+        "vmType; add it to the template"
+    ]
 
 
 def test_access_key_ids_are_masked() -> None:
@@ -381,12 +388,17 @@ async def test_rejected_credentials_are_named_as_the_cause(moto: str) -> None:
             await gateway.describe(["i-0123"])
 
 
-def test_an_asg_template_without_a_subnet_is_refused_by_name(
+def test_an_asg_template_without_a_subnet_is_left_out_by_name(
     tmp_path: pathlib.Path, moto: str
 ) -> None:
     asg = RUN_INSTANCES | {"templateId": "asg", "providerApi": "ASG"}
-    status, answer = hf("getAvailableTemplates", {}, config=aws_config(tmp_path, moto, [asg]))
-    assert status != 0
-    assert answer["message"] == (
-        "template 'asg' (providerApi ASG): needs subnetId; add it to the template"
+    checked = hostsmith(
+        "templates", "check", "--config", str(aws_config(tmp_path, moto, [asg])), "--json"
     )
+    assert checked.returncode == 1
+    report = json.loads(checked.stdout)
+    assert report["served"] == []
+    assert report["left_out"] == [
+        f"{tmp_path}/templates.json: $.templates[0] (asg): providerApi ASG needs subnetId; "
+        "add it to the template"
+    ]

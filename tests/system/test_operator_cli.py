@@ -119,3 +119,68 @@ def test_the_aws_provider_without_its_extra_is_one_line_naming_the_extra(
     assert result.stderr.strip() == (
         "error: the aws provider needs the aws extra: pip install 'hostsmith[aws]'"
     )
+
+
+GOOD = {
+    "templateId": "good",
+    "maxNumber": 2,
+    "attributes": {
+        "type": ["String", "X86_64"],
+        "ncpus": ["Numeric", "1"],
+        "nram": ["Numeric", "1024"],
+    },
+}
+
+
+@pytest.mark.slow
+def test_templates_check_names_what_is_left_out_and_the_keys_it_ignores(
+    tmp_path: pathlib.Path,
+) -> None:
+    templates = tmp_path / "templates.json"
+    bad = GOOD | {"templateId": "bad", "maxNumber": -7}
+    templates.write_text(json.dumps({"templates": [GOOD | {"vmFlavour": "large"}, bad]}))
+    config = write_config(tmp_path, f'templates = "{templates}"')
+    checked = hostsmith("templates", "check", "--config", str(config), "--json")
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout) == {
+        "file": str(templates),
+        "provider": "sim",
+        "served": ["good"],
+        "left_out": [f"{templates}: Expected `int` >= -1 - at `$.templates[1].maxNumber`"],
+        "ignored_keys": [f"{templates}: $.templates[0] (good): vmFlavour not used by hostsmith"],
+    }
+    status, answer = hf("getAvailableTemplates", {}, config=config)
+    assert status == 0
+    assert [t["templateId"] for t in answer["templates"]] == ["good"]
+
+
+@pytest.mark.slow
+def test_a_broken_templates_file_stops_new_requests_but_never_polls_or_returns(
+    tmp_path: pathlib.Path,
+) -> None:
+    templates = tmp_path / "templates.json"
+    templates.write_text(json.dumps({"templates": [GOOD]}))
+    config = write_config(tmp_path, f'templates = "{templates}"')
+    status, asked = hf(
+        "requestMachines", {"template": {"templateId": "good", "machineCount": 1}}, config=config
+    )
+    assert status == 0, asked
+    templates.write_text('{"templates": [')  # an admin's edit, half saved
+    status, refused = hf(
+        "requestMachines", {"template": {"templateId": "good", "machineCount": 1}}, config=config
+    )
+    assert status == 1
+    assert refused == {"message": f"{templates}: Input data was truncated"}
+    for _ in range(50):
+        status, polled = hf(
+            "getRequestStatus", {"requests": [{"requestId": asked["requestId"]}]}, config=config
+        )
+        assert status == 0, polled
+        if polled["requests"][0]["status"] != "running":
+            break
+    assert polled["requests"][0]["status"] == "complete"
+    machines = [
+        {"name": m["name"], "machineId": m["machineId"]} for m in polled["requests"][0]["machines"]
+    ]
+    status, returned = hf("requestReturnMachines", {"machines": machines}, config=config)
+    assert status == 0, returned

@@ -14,8 +14,8 @@ from hostsmith.actors.providers.aws._provider import (
     PLUGIN as PLUGIN,
     AwsProvider as AwsProvider,
     AwsSettings as AwsSettings,
-    check_templates as check_templates,
+    check_template as check_template,
     open_aws_provider as open_aws_provider,
 )
 
-__all__ = ["PLUGIN", "AwsApi", "AwsProvider", "AwsSettings", "check_templates", "open_aws_provider"]
+__all__ = ["PLUGIN", "AwsApi", "AwsProvider", "AwsSettings", "check_template", "open_aws_provider"]

@@ -60,24 +60,22 @@ class AwsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An AWS shared credentials file; empty: the standard chain's (~/.aws/credentials)."""
 
 
-def check_templates(templates: dict[str, Template]) -> None:
-    """Refuse, by name, a template the aws provider cannot launch."""
-    for template in templates.values():
-        api = template.provider_api or "RunInstances"
-        handler = HANDLERS.get(api)
-        where = f"template {template.template_id!r} (providerApi {api})"
-        if handler is None:
-            raise TemplateError(
-                f"{where}: the aws provider knows providerApi {', '.join(HANDLERS)}"
-            )
-        values = msgspec.to_builtins(template)
-        missing = [
-            need.replace("|", " or ")
-            for need in handler.needs
-            if not any(values.get(field) for field in need.split("|"))
-        ]
-        if missing:
-            raise TemplateError(f"{where}: needs {' and '.join(missing)}; add it to the template")
+def check_template(template: Template) -> None:
+    """Refuse, saying why, a template the aws provider cannot launch."""
+    api = template.provider_api or "RunInstances"
+    handler = HANDLERS.get(api)
+    if handler is None:
+        raise TemplateError(f"the aws provider knows providerApi {', '.join(HANDLERS)}")
+    values = msgspec.to_builtins(template)
+    missing = [
+        need.replace("|", " or ")
+        for need in handler.needs
+        if not any(values.get(field) for field in need.split("|"))
+    ]
+    if missing:
+        raise TemplateError(
+            f"providerApi {api} needs {' and '.join(missing)}; add it to the template"
+        )
 
 
 class AwsProvider:
@@ -164,7 +162,7 @@ PLUGIN = ProviderPlugin(
     name="aws",
     settings=AwsSettings,
     open=open_aws_provider,
-    check_templates=check_templates,
+    check_template=check_template,
     # IBM's awsprov_config.json keys that mean the same here; the rest are named as unused.
     host_factory_keys={
         "AWS_REGION": "region",

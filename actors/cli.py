@@ -25,6 +25,7 @@ from hostsmith.actors.commands import (
     events,
     fail,
     hf,
+    install,
     loadtest,
     machines_list,
     migrate,
@@ -75,6 +76,7 @@ def group(name: str, help: str) -> typer.Typer:
 # Running hostsmith, and speaking Host Factory.
 app.command()(serve)
 app.command()(hf)
+app.command()(install)
 # Looking inside.
 group("config", "Inspect the configuration.").command("check")(config_check)
 templates = group("templates", "The configured Host Factory templates.")

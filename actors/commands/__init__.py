@@ -11,6 +11,7 @@ May import every other package; it is the only importer of `proof`.
 
 from __future__ import annotations
 
+from hostsmith.actors.commands._install import install as install
 from hostsmith.actors.commands._operate import (
     config_check as config_check,
     events as events,
@@ -45,6 +46,7 @@ __all__ = [
     "events",
     "fail",
     "hf",
+    "install",
     "loadtest",
     "machines_list",
     "migrate",

@@ -31,7 +31,6 @@ from hostsmith.actors.commands._output import (
 )
 from hostsmith.actors.errors import (
     HostsmithError,
-    InternalError,
     UnknownCommand,
     as_hostsmith_error,
     redact,
@@ -123,8 +122,10 @@ def hf(
         result = trio.run(hf_in_process, settings, command, body)
     except Exception as failure:  # trio hands errors over in exception groups
         answered = as_hostsmith_error(failure, command)
-        if isinstance(answered, InternalError):
-            logging.getLogger("hostsmith.hf").exception("%s failed", command)
+        # One line on stderr; the traceback only at debug level (Host Factory reads stdout).
+        log = logging.getLogger("hostsmith.hf")
+        log.warning("%s failed: %s", command, answered.message)
+        log.debug("%s failed", command, exc_info=failure)
         hf_fail(answered.message)
     print_json(msgspec.json.encode(result))
 

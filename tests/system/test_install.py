@@ -1,0 +1,138 @@
+"""`hostsmith install` into a fake Host Factory tree, then the whole cycle through what it installed."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.support.daemon import hostsmith, without_hostsmith_settings
+from tests.support.hostfactory_shapes import conforms
+
+OTHER_PROVIDER = {
+    "name": "awsinst",
+    "enabled": 1,
+    "plugin": "aws",
+    "confPath": "x",
+    "workPath": "y",
+    "logPath": "z",
+}
+
+
+def host_factory_top(tmp_path: pathlib.Path) -> pathlib.Path:
+    top = tmp_path / "hf"
+    for folder in ("conf/providers", "conf/providerplugins", "work", "log"):
+        (top / folder).mkdir(parents=True)
+    (top / "conf" / "providers" / "hostProviders.json").write_text(
+        json.dumps({"version": 2, "providers": [OTHER_PROVIDER]})
+    )
+    return top
+
+
+def install(top: pathlib.Path, *extra: str) -> dict[str, Any]:
+    done = hostsmith(
+        "install",
+        "--hf-conf",
+        str(top / "conf"),
+        "--name",
+        "hsinst",
+        "--provider",
+        "sim",
+        "--json",
+        *extra,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.slow
+def test_install_registers_hostsmith_beside_other_providers_and_twice_changes_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
+    top = host_factory_top(tmp_path)
+    planned = install(top, "--dry-run")
+    assert planned["dry_run"] is True
+    assert not (top / "hostsmith").exists()  # a dry run writes nothing
+    done = install(top)
+    assert done["changes"] == planned["changes"]
+    assert {c["action"] for c in done["changes"]} == {"create", "update"}
+    providers = json.loads((top / "conf" / "providers" / "hostProviders.json").read_text())
+    assert providers["providers"][0] == OTHER_PROVIDER  # someone else's entry, untouched
+    assert providers["providers"][1]["name"] == "hsinst"
+    assert providers["providers"][1]["plugin"] == "hostsmith"
+    plugins = json.loads(
+        (top / "conf" / "providerplugins" / "hostProviderPlugins.json").read_text()
+    )
+    assert plugins["providerplugins"] == [
+        {"name": "hostsmith", "enabled": 1, "scriptPath": f"{top / 'hostsmith' / 'scripts'}/"}
+    ]
+    assert install(top)["changes"] == []  # a second run finds nothing to change
+
+
+@pytest.mark.slow
+def test_host_factory_drives_the_whole_cycle_through_the_installed_scripts(
+    tmp_path: pathlib.Path,
+) -> None:
+    top = host_factory_top(tmp_path)
+    install(top)
+    conf = top / "conf" / "providers" / "hsinst"
+    (conf / "hostsmith.toml").write_text(
+        "[sim]\nboot_time = 0.1\nshutdown_time = 0.1\nlatency = 0.0\n"
+    )
+    scripts = top / "hostsmith" / "scripts"
+    elsewhere = tmp_path / "hf-cwd"
+    elsewhere.mkdir()
+    environment = without_hostsmith_settings() | {
+        "PATH": "/usr/bin:/bin",  # hostsmith is found through the path install wrote
+        "HF_CONFDIR": str(top / "conf"),
+        "HF_WORKDIR": str(top / "work"),
+        "HF_LOGDIR": str(top / "log"),
+        "HF_PROVIDER_NAME": "hsinst",
+        "HF_PROVIDER_CONFDIR": str(conf),
+        "HF_PROVIDER_WORKDIR": str(top / "work" / "providers" / "hsinst"),
+        "HF_PROVIDER_LOGDIR": str(top / "log"),
+    }
+
+    def call(command: str, payload: Any) -> dict[str, Any]:
+        given = tmp_path / f"hf_in_{command}"
+        given.write_text(json.dumps(payload))
+        done = subprocess.run(
+            [scripts / f"{command}.sh", "-f", given],
+            capture_output=True,
+            text=True,
+            cwd=elsewhere,
+            env=environment,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        conforms(command, answer)
+        return answer
+
+    def settled(request_id: str) -> dict[str, Any]:
+        for _ in range(100):
+            (entry,) = call("getRequestStatus", {"requests": [{"requestId": request_id}]})[
+                "requests"
+            ]
+            if entry["status"] != "running":
+                return entry  # type: ignore[no-any-return]
+        raise AssertionError(f"{request_id} never settled")
+
+    installed = json.loads((conf / "simprov_templates.json").read_text())["templates"]
+    offered = call("getAvailableTemplates", {})["templates"]
+    assert [t["templateId"] for t in offered] == [t["templateId"] for t in installed]
+    asked = call(
+        "requestMachines", {"template": {"templateId": offered[0]["templateId"], "machineCount": 2}}
+    )
+    acquired = settled(asked["requestId"])
+    assert acquired["status"] == "complete"
+    held = [{"name": m["name"], "machineId": m["machineId"]} for m in acquired["machines"]]
+    assert call("getReturnRequests", {"machines": held})["requests"] == []
+    returned = call("requestReturnMachines", {"machines": held})
+    assert settled(returned["requestId"])["status"] == "complete"
+    assert (top / "work" / "providers" / "hsinst" / "events.db").exists()
+    assert not (elsewhere / ".hostsmith").exists()

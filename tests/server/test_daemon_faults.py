@@ -97,6 +97,27 @@ def test_bad_input_gets_a_clear_message_and_writes_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("command", "body", "message"), BAD_INPUTS)
+def test_bad_input_in_process_is_host_factory_json_on_stdout_and_writes_nothing(
+    tmp_path: pathlib.Path, command: str, body: str, message: str
+) -> None:
+    """Issue 12: in process, a refusal printed nothing on stdout and a traceback on stderr."""
+    config = write_config(tmp_path)
+    given = tmp_path / "input.json"
+    given.write_text(body)
+    store = tmp_path / "data" / "events.db"
+
+    status, answer = hf(command, config=config, file=given)
+
+    assert status == 1
+    assert set(answer) == {"message"}
+    assert re.match(message, answer["message"]), answer["message"]
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+@pytest.mark.slow
 def test_a_missing_input_file_is_named(daemon: Daemon, tmp_path: pathlib.Path) -> None:
     status, answer = hf("requestMachines", url=daemon.url, file=tmp_path / "absent.json")
     assert status == 1

@@ -136,8 +136,6 @@ def _check_rules(template: Template, earlier: dict[str, Template]) -> None:
     missing = [name for name in MANDATORY_ATTRIBUTES if name not in template.attributes]
     if missing:
         raise TemplateError(f"attributes must include {', '.join(missing)}")
-    if template.price_type != "ondemand" and not template.fleet_role:
-        raise TemplateError(f"priceType {template.price_type} needs a fleetRole")
     if template.template_id in earlier:
         raise TemplateError(f"templateId {template.template_id!r} appears twice")
 

@@ -68,7 +68,6 @@ def test_a_symphony_templates_file_is_read_with_its_camel_case_keys() -> None:
             {"attributes": {"type": ["String", "X86_64"]}},
             r"\(OnDemand-Minimal\): attributes must include ncpus, nram$",
         ),
-        ({"priceType": "spot"}, r"\(OnDemand-Minimal\): priceType spot needs a fleetRole$"),
     ],
 )
 def test_a_bad_template_is_named_with_its_field(fields: dict[str, object], message: str) -> None:
@@ -148,3 +147,9 @@ async def test_a_count_below_one_is_refused() -> None:
     async with open_runtime(MemoryStore(), kinds=[CAPACITY]) as runtime:
         with pytest.raises(Rejected, match=r"^machineCount must be at least 1, not -2$"):
             await runtime.get(CAPACITY, "T").execute(Reserve("req-1", -2, limit=5))
+
+
+def test_a_spot_template_needs_no_fleet_role_in_the_domain() -> None:
+    """fleetRole is AWS's business: the aws provider defaults it (issue 12)."""
+    parsed = parse_templates(templates_file(template(priceType="spot")))
+    assert parsed["OnDemand-Minimal"].fleet_role is None

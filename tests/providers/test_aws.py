@@ -402,3 +402,52 @@ def test_an_asg_template_without_a_subnet_is_left_out_by_name(
         f"{tmp_path}/templates.json: $.templates[0] (asg): providerApi ASG needs subnetId; "
         "add it to the template"
     ]
+
+
+IBM_ON_DEMAND = {  # IBM's awsprov_templates.json examples: no providerApi, no fleetRole
+    "templateId": "ibm-ondemand",
+    "maxNumber": 5,
+    "attributes": ATTRIBUTES,
+    "priceType": "ondemand",
+    "imageId": AMI,
+    "vmType": "t3.micro",
+    "instanceTags": "group=hpc;owner=symphony",
+    "userData": "IyEvYmluL2Jhc2gKZWNobyBoZWxsbw==",
+}
+IBM_SPOT = {
+    "templateId": "ibm-spot",
+    "maxNumber": 5,
+    "attributes": ATTRIBUTES,
+    "priceType": "spot",
+    "imageId": AMI,
+    "vmTypes": {"m5.large": 1, "m5a.large": 1},
+    "maxSpotPrice": 0.2,
+}
+IBM_HETEROGENEOUS = {
+    "templateId": "ibm-heterogeneous",
+    "maxNumber": 5,
+    "attributes": ATTRIBUTES,
+    "priceType": "heterogeneous",
+    "percentOnDemand": 50,
+    "imageId": AMI,
+    "vmTypes": {"t3.micro": 1, "t3a.micro": 1},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("template", "handler"),
+    [(IBM_ON_DEMAND, "RunInstances"), (IBM_SPOT, "SpotFleet"), (IBM_HETEROGENEOUS, "EC2Fleet")],
+    ids=["ondemand", "spot", "heterogeneous"],
+)
+def test_ibm_documented_templates_provision_through_the_handler_their_price_type_means(
+    tmp_path: pathlib.Path, moto: str, template: dict[str, Any], handler: str
+) -> None:
+    config = aws_config(tmp_path, moto, [template])
+    entry = in_process_request(config, str(template["templateId"]))
+    assert entry["status"] == "complete", entry
+    (machine,) = entry["machines"]
+    _, tags = trio.run(instance_states, moto)[machine["machineId"]]
+    assert tags["hostsmith:provider-api"] == handler
+    if template is IBM_ON_DEMAND:  # IBM's "k=v;k2=v2" instanceTags, each its own tag
+        assert (tags["group"], tags["owner"]) == ("hpc", "symphony")

@@ -151,9 +151,21 @@ def to_machine(instance: dict[str, Any]) -> Machine:
 
 
 class AwsApi:
-    def __init__(self, ec2: Any, autoscaling: Any = None) -> None:
+    def __init__(self, ec2: Any, autoscaling: Any = None, sts: Any = None) -> None:
         self.ec2 = ec2
         self.autoscaling = autoscaling
+        self.sts = sts
+        self._spot_fleet_role = ""
+
+    async def spot_fleet_role(self) -> str:
+        """AWS's service-linked role for Spot Fleet in this account: a template's default."""
+        if not self._spot_fleet_role:
+            identity = await self.call(self.sts.get_caller_identity)
+            self._spot_fleet_role = (
+                f"arn:aws:iam::{identity['Account']}:role/aws-service-role/"
+                "spotfleet.amazonaws.com/AWSServiceRoleForEC2SpotFleet"
+            )
+        return self._spot_fleet_role
 
     async def call(self, operation: Callable[..., Awaitable[T]], **arguments: Any) -> T:
         try:

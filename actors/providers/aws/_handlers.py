@@ -174,7 +174,7 @@ class Ec2Fleet:
 
 class SpotFleet:
     api = "SpotFleet"
-    needs = ("imageId", "vmType|vmTypes", "fleetRole")
+    needs = ("imageId", "vmType|vmTypes")  # fleetRole defaults to AWS's service-linked role
 
     def __init__(self, aws: AwsApi) -> None:
         self.aws = aws
@@ -185,7 +185,7 @@ class SpotFleet:
             expiry = datetime.timedelta(minutes=template.spot_fleet_request_expiry)
             config: dict[str, Any] = {
                 "ClientToken": request_id[:64],
-                "IamFleetRole": template.fleet_role,
+                "IamFleetRole": template.fleet_role or await self.aws.spot_fleet_role(),
                 "TargetCapacity": count,
                 "Type": "maintain" if template.fleet_type == "maintain" else "request",
                 "ValidUntil": datetime.datetime.now(datetime.UTC) + expiry,
@@ -194,8 +194,8 @@ class SpotFleet:
             }
             if template.price_type == "heterogeneous":
                 config["OnDemandTargetCapacity"] = _on_demand_share(template, count)
-            if template.allocation_strategy:
-                config["AllocationStrategy"] = template.allocation_strategy
+            # Spot Fleet's own default, said explicitly (IBM's default too)
+            config["AllocationStrategy"] = template.allocation_strategy or "lowestPrice"
             if template.max_spot_price is not None:
                 config["SpotPrice"] = str(template.max_spot_price)
             await self.aws.call(self.aws.ec2.request_spot_fleet, SpotFleetRequestConfig=config)
@@ -312,6 +312,16 @@ class AutoScalingGroup:
 HANDLERS: dict[str, type[RunInstances | Ec2Fleet | SpotFleet | AutoScalingGroup]] = {
     handler.api: handler for handler in (RunInstances, Ec2Fleet, SpotFleet, AutoScalingGroup)
 }
+
+IBM_MEANING = {"ondemand": "RunInstances", "spot": "SpotFleet", "heterogeneous": "EC2Fleet"}
+"""The handler a template without `providerApi` means, by its `priceType`, as IBM's awsprov
+has it: on-demand instances, a Spot Fleet, or a fleet mixing on-demand and spot by
+`percentOnDemand`."""
+
+
+def api_of(template: Template) -> str:
+    """The provisioning API a template asks for: its `providerApi`, else IBM's meaning."""
+    return template.provider_api or IBM_MEANING[template.price_type]
 
 
 # -- shared pieces ----------------------------------------------------------------

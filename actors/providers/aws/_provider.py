@@ -42,7 +42,7 @@ from hostsmith.actors.providers.aws._api import (
     machine_name,
     tag,
 )
-from hostsmith.actors.providers.aws._handlers import HANDLERS
+from hostsmith.actors.providers.aws._handlers import HANDLERS, api_of
 from hostsmith.stores import aws_session
 
 SPOT_NOTICE_SECONDS = 120
@@ -62,7 +62,7 @@ class AwsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def check_template(template: Template) -> None:
     """Refuse, saying why, a template the aws provider cannot launch."""
-    api = template.provider_api or "RunInstances"
+    api = api_of(template)
     handler = HANDLERS.get(api)
     if handler is None:
         raise TemplateError(f"the aws provider knows providerApi {', '.join(HANDLERS)}")
@@ -86,7 +86,7 @@ class AwsProvider:
         self.handlers = {api: handler(aws) for api, handler in HANDLERS.items()}
 
     async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        api = template.provider_api or "RunInstances"
+        api = api_of(template)
         handler = self.handlers.get(api)
         if handler is None:
             raise PermanentProviderError(f"providerApi {api} is not known to the aws provider")
@@ -154,8 +154,9 @@ async def open_aws_provider(
     async with (
         session.create_client("ec2", config=config, **where) as ec2,
         session.create_client("autoscaling", config=config, **where) as autoscaling,
+        session.create_client("sts", config=config, **where) as sts,
     ):
-        yield AwsProvider(AwsApi(ec2, autoscaling))
+        yield AwsProvider(AwsApi(ec2, autoscaling, sts))
 
 
 PLUGIN = ProviderPlugin(

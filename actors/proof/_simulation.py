@@ -35,6 +35,7 @@ import random
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import msgspec
 import trio
@@ -201,6 +202,7 @@ async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -
                     clients.start_soon(_client, recorder, call, scenario)
             journal.chaos = None  # the storm is over: now everything must settle
             with trio.move_on_after(CALM_LIMIT) as calm:
+                violations += await _host_factory_quirks(application, call, recorder)
                 await _return_leftovers(application, call)
             if calm.cancelled_caught:
                 violations.append(f"not settled {CALM_LIMIT:.0f} s after the faults stopped")
@@ -235,6 +237,51 @@ async def _client(recorder: Recorder, call: HostFactoryCall, scenario: Scenario)
 
 
 STILL_OUT = frozenset({"running", "shutting-down", "stopping", "stopped"})
+LOST = {"name": "ip-10-255-0-1.lost.internal", "machineId": "i-lost-by-the-provider"}
+"""A host Host Factory holds that hostsmith never had (or lost with a data dir)."""
+
+
+async def _host_factory_quirks(
+    application: Application, call: HostFactoryCall, recorder: Recorder
+) -> list[str]:
+    """What a real Host Factory also does, checked once the storm is over.
+
+    It asks about a host hostsmith has no record of (which must be reported
+    with gracePeriod 0), returns running hosts together with that lost one
+    (the known ones are returned, the lost one named), and repeats that
+    return (answered with the first return's id, never refused).
+    """
+    found: list[str] = []
+
+    async def call_until_answered(command: str, payload: dict[str, Any]) -> dict[str, Any]:
+        # As Host Factory does: a call that failed for a passing reason (a write
+        # the storm left stalled) is made again; only a refusal is a finding.
+        while True:
+            try:
+                return await call(command, payload)
+            except CallFailed as failure:
+                if failure.kind == "refused":
+                    raise
+                await trio.sleep(30)
+
+    try:
+        notices = await call_until_answered("getReturnRequests", {"machines": [LOST]})
+        if notices["requests"] != [{"machine": LOST["name"], "gracePeriod": 0}]:
+            found.append(f"a lost host was not let go: {notices['requests']}")
+        running = [m for m, _ in application.service.machines() if m.state == "running"][:2]
+        if not running:
+            return found
+        held = [{"name": m.name, "machineId": m.machine_id} for m in running]
+        first = await call_until_answered("requestReturnMachines", {"machines": [*held, LOST]})
+        recorder.acknowledged.append(first["requestId"])
+        if LOST["machineId"] not in first["message"]:
+            found.append(f"a partial return did not name the lost host: {first['message']}")
+        again = await call_until_answered("requestReturnMachines", {"machines": held})
+        if again["requestId"] != first["requestId"]:
+            found.append(f"a repeated return got {again['requestId']}, not {first['requestId']}")
+    except CallFailed as failure:
+        found.append(f"Host Factory's quirks were refused after the storm: {failure}")
+    return found
 
 
 async def _return_leftovers(application: Application, call: HostFactoryCall) -> None:

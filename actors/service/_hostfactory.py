@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import msgspec
 import trio
 
-from hostsmith.actors.errors import Refused, TemplateError
+from hostsmith.actors.errors import Refused, TemplateError, Unavailable
 from hostsmith.actors.hostfactory import (
     CAPACITY,
     MACHINE,
@@ -182,6 +182,18 @@ class HostFactory:
             raise Refused(f"none of these hosts was provisioned by hostsmith: {', '.join(unknown)}")
         request_id = self.new_request_id("ret")
         known, held = await self.settlement.claim(request_id, known)
+        for holder, taken in held.items():
+            if await self.request(holder) is None:
+                # Claimed by a return that has not opened: one in flight, or one a
+                # failure cut short, whose claims the sweep soon releases. Neither
+                # can be answered with its id; the caller sends the return again.
+                with trio.CancelScope(shield=True):
+                    await self.settlement.unclaim(request_id, known)
+                names = ", ".join(m.name or m.machine_id for m in taken)
+                raise Unavailable(
+                    f"requestReturnMachines: {names} is being claimed by {holder}, which has "
+                    "not opened yet; it is safe to send the return again"
+                )
         notes = _return_notes(unknown, held)
         if not known:  # every host is being (or was) returned by another request
             return RequestAccepted(next(iter(held)), f"Delete VM success.{notes}")

@@ -53,7 +53,19 @@ class MachineRef(msgspec.Struct, frozen=True):
 
 
 class Machines(msgspec.Struct, frozen=True):
+    """Hosts, as a list, as one object, or (IBM's requestReturnMachines page) as the
+    top-level object itself: `{"name": "host"}`."""
+
     machines: list[MachineRef] | MachineRef = []
+    name: str = ""
+    machine_id: str = msgspec.field(default="", name="machineId")
+
+    def listed(self) -> list[MachineRef]:
+        if isinstance(self.machines, MachineRef):
+            return [self.machines]
+        if not self.machines and (self.name or self.machine_id):
+            return [MachineRef(self.name, self.machine_id)]
+        return self.machines
 
 
 class Empty(msgspec.Struct, frozen=True):

@@ -36,7 +36,7 @@ async def answer(service: HostFactory, command: str, body: bytes) -> HostFactory
     if isinstance(given, RequestStatus):
         return await service.get_request_status([r.request_id for r in _listed(given.requests)])
     if isinstance(given, Machines):
-        machines = _listed(given.machines)
+        machines = given.listed()
         if command == "requestReturnMachines":
             return await service.request_return_machines(machines)
         return await service.get_return_requests(machines)

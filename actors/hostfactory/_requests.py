@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from hostsmith.actors.hostfactory._templates import Template
 from hostsmith.actors.hostfactory._wire import (
     HostFactoryStatus,
     MachineResult,
@@ -75,6 +76,9 @@ class OpenAcquire(msgspec.Struct, frozen=True, kw_only=True):
     count: int
     deadline: float
     opened_at: float
+    template: Template | None = None
+    """The template as it was when the request opened: the request provisions from
+    it even if the templates file is edited meanwhile."""
 
 
 class OpenReturn(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +113,7 @@ class AcquireOpened(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     count: int
     deadline: float
     opened_at: float
+    template: Template | None = None  # None in events written before it was recorded
 
 
 class ReturnOpened(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -145,6 +150,8 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     opened_at: float = 0.0
     launches_final: bool = False
     machines: dict[str, Machine] = {}
+    template: Template | None = None
+    """What an acquire request provisions from, as it was when the request opened."""
 
     @property
     def settled(self) -> bool:
@@ -203,6 +210,7 @@ def _open(state: Request, command: OpenAcquire | OpenReturn) -> Sequence[msgspec
                 count=command.count,
                 deadline=command.deadline,
                 opened_at=command.opened_at,
+                template=command.template,
             )
         ]
     if not command.machines:
@@ -274,6 +282,7 @@ def evolve(state: Request, event: Any) -> Request:
             count=event.count,
             deadline=event.deadline,
             opened_at=event.opened_at,
+            template=event.template,
         )
     if isinstance(event, ReturnOpened):
         machines = {m.machine_id: replace(m, state="running") for m in event.machines}

@@ -157,7 +157,8 @@ class Driver:
     async def _provision_or_poll(self, request_id: str, state: Request) -> None:
         request = self.runtime.get(REQUEST, request_id)
         if state.kind == "acquire" and not state.launches_final:
-            template = self.templates.get(state.template_id)
+            # As the request opened; older requests recorded only its id.
+            template = state.template or self.templates.get(state.template_id)
             if template is None:
                 await request.execute(
                     RecordFailure(f"template {state.template_id!r} is no longer configured")

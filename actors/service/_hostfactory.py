@@ -152,6 +152,7 @@ class HostFactory:
                     count=count,
                     deadline=now + self.settings.timeout,
                     opened_at=now,
+                    template=template,
                 ),
                 command_id=f"{request_id}/open",
             )

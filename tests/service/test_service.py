@@ -85,7 +85,7 @@ async def start_service(
         cloud, GatewayPolicy(call_timeout=5.0, attempts=6, failure_threshold=5, reset_timeout=30.0)
     )
     service = CheckedHostFactory(
-        runtime, gateway, TEMPLATES, RequestSettings(timeout=600, poll_interval=2), clock=epoch
+        runtime, gateway, dict(TEMPLATES), RequestSettings(timeout=600, poll_interval=2), clock=epoch
     )
     await nursery.start(service.run)
     return service
@@ -265,6 +265,17 @@ async def test_a_host_held_by_host_factory_that_hostsmith_has_no_record_of_is_le
         ("only-a-name", 0),
     ]
     assert len(await service.runtime.journal.store.read_all(0, 100_000)) == before  # asks only
+
+
+async def test_a_request_provisions_from_its_template_as_it_was_when_it_opened(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """An edit of the templates file never breaks a request already open (issue 12)."""
+    service = await start_service(tmp_path, nursery_)
+    asked = await service.request_machines("OnDemand", 2)
+    del service.templates["OnDemand"]  # the admin removed it before the driver's first step
+    done = await wait_for_status(service, asked.request_id, "complete")
+    assert [m.result for m in done.machines] == ["succeed", "succeed"]
 
 
 async def test_racing_returns_of_one_machine_both_succeed_and_it_is_returned_once(

@@ -85,7 +85,11 @@ async def start_service(
         cloud, GatewayPolicy(call_timeout=5.0, attempts=6, failure_threshold=5, reset_timeout=30.0)
     )
     service = CheckedHostFactory(
-        runtime, gateway, dict(TEMPLATES), RequestSettings(timeout=600, poll_interval=2), clock=epoch
+        runtime,
+        gateway,
+        dict(TEMPLATES),
+        RequestSettings(timeout=600, poll_interval=2),
+        clock=epoch,
     )
     await nursery.start(service.run)
     return service

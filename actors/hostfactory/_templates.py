@@ -57,6 +57,10 @@ class Template(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     iops: Annotated[int, msgspec.Meta(ge=1)] | None = None
     instance_profile: str | None = None
     user_data: str | None = None
+    """The instances' user data, as text (a script or cloud-init); encoded as AWS needs."""
+    user_data_script: str | None = None
+    """A file whose text is the user data (relative to the templates file); read when
+    the file is loaded, never with `userData` as well."""
     provider_api: Literal["RunInstances", "EC2Fleet", "SpotFleet", "ASG"] | None = None
     fleet_type: Literal["instant", "request", "maintain"] | None = None
 

@@ -105,8 +105,30 @@ def load_templates(path: pathlib.Path) -> dict[str, Template]:
 def read_templates_file(
     path: pathlib.Path, check: Callable[[Template], None] | None = None
 ) -> TemplatesRead:
-    """The usable templates of a file, and each one left out or key ignored, by name."""
-    return read_templates(_read(path), str(path), check)
+    """The usable templates of a file, and each one left out or key ignored, by name.
+
+    A template's `userDataScript` is read here, relative to the templates file,
+    and becomes its user data.
+    """
+    read = read_templates(_read(path), str(path), check)
+    left_out = list(read.left_out)
+    templates: dict[str, Template] = {}
+    for template_id, template in read.templates.items():
+        script = template.user_data_script
+        if script is None:
+            templates[template_id] = template
+            continue
+        where = f"{path}: template {template_id!r}"
+        if template.user_data is not None:
+            left_out.append(f"{where}: give userData or userDataScript, not both")
+            continue
+        try:
+            text = (path.parent / pathlib.Path(script).expanduser()).read_text()
+        except OSError as error:
+            left_out.append(f"{where}: cannot read userDataScript {script}: {error.strerror}")
+            continue
+        templates[template_id] = msgspec.structs.replace(template, user_data=text)
+    return TemplatesRead(templates, left_out, read.ignored_keys)
 
 
 def _read(path: pathlib.Path) -> bytes:

@@ -13,7 +13,7 @@ from hostsmith.actors.errors import ConfigError
 from hostsmith.actors.providers import GatewayPolicy, ProviderRegistry
 from hostsmith.actors.providers.aws import AwsSettings
 from hostsmith.actors.providers.sim import SimSettings
-from hostsmith.actors.service import Config, RequestSettings, load_config
+from hostsmith.actors.service import Config, RequestSettings, load_config, read_templates_file
 from tests.support.daemon import Daemon, write_config
 
 
@@ -203,3 +203,27 @@ def test_hostsmith_toml_beside_host_factorys_files_is_read_and_its_paths_are_its
     config = load_config(None, hf)
     assert config.data_dir == str(conf / "state")  # relative to the file, not the cwd
     assert config.providers["sim"].seed == 9
+
+
+def test_a_user_data_script_is_read_beside_the_templates_file(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "boot.sh").write_text("#!/bin/sh\necho hi\n")
+    base = SIM_TEMPLATES["templates"][0]
+    templates = tmp_path / "templates.json"
+    templates.write_text(
+        json.dumps(
+            {
+                "templates": [
+                    base | {"templateId": "scripted", "userDataScript": "boot.sh"},
+                    base | {"templateId": "both", "userDataScript": "boot.sh", "userData": "x"},
+                    base | {"templateId": "missing", "userDataScript": "absent.sh"},
+                ]
+            }
+        )
+    )
+    read = read_templates_file(templates)
+    assert read.templates["scripted"].user_data == "#!/bin/sh\necho hi\n"
+    assert read.left_out == [
+        f"{templates}: template 'both': give userData or userDataScript, not both",
+        f"{templates}: template 'missing': cannot read userDataScript absent.sh: "
+        "No such file or directory",
+    ]

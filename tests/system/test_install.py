@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 import subprocess
 from typing import Any
 
 import pytest
+import trio
 
+from hostsmith.actors.providers.aws import AwsSettings, open_aws_provider
 from tests.support.daemon import hostsmith, without_hostsmith_settings
 from tests.support.hostfactory_shapes import conforms
 
@@ -136,3 +139,91 @@ def test_host_factory_drives_the_whole_cycle_through_the_installed_scripts(
     assert settled(returned["requestId"])["status"] == "complete"
     assert (top / "work" / "providers" / "hsinst" / "events.db").exists()
     assert not (elsewhere / ".hostsmith").exists()
+
+
+@pytest.mark.slow
+def test_installed_for_aws_the_cycle_runs_on_ibm_files_alone(
+    tmp_path: pathlib.Path, moto: str
+) -> None:
+    """Templates only from awsprov_templates.json, settings only from IBM's awsprov_config.json."""
+    top = host_factory_top(tmp_path)
+    done = hostsmith(
+        "install", "--hf-conf", str(top / "conf"), "--name", "awshs", "--provider", "aws", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    conf = top / "conf" / "providers" / "awshs"
+    (conf / "bootstrap.sh").write_text("#!/bin/bash\necho joined > /tmp/joined\n")
+    template = {
+        "templateId": "ibm-ondemand",
+        "maxNumber": 4,
+        "attributes": {
+            "type": ["String", "X86_64"],
+            "ncpus": ["Numeric", "1"],
+            "nram": ["Numeric", "1024"],
+        },
+        "priceType": "ondemand",
+        "imageId": "ami-1e749f67",
+        "vmType": "t3.micro",
+        "userDataScript": "bootstrap.sh",
+    }
+    (conf / "awsprov_templates.json").write_text(json.dumps({"templates": [template]}))
+    (conf / "awsprov_config.json").write_text(
+        json.dumps(
+            {
+                "AWS_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": moto,
+                "AWS_SPOT_TERMINATE_ON_RECLAIM": True,
+            }
+        )
+    )
+    environment = without_hostsmith_settings() | {
+        "PATH": "/usr/bin:/bin",
+        "HF_PROVIDER_NAME": "awshs",
+        "HF_PROVIDER_CONFDIR": str(conf),
+        "HF_PROVIDER_WORKDIR": str(top / "work" / "providers" / "awshs"),
+        "HF_PROVIDER_LOGDIR": str(top / "log"),
+    }
+
+    def call(command: str, payload: Any) -> dict[str, Any]:
+        given = tmp_path / f"hf_in_{command}"
+        given.write_text(json.dumps(payload))
+        ran = subprocess.run(
+            [top / "hostsmith" / "scripts" / f"{command}.sh", "-f", given],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=environment,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        answer: dict[str, Any] = json.loads(ran.stdout)
+        conforms(command, answer)
+        return answer
+
+    assert [t["templateId"] for t in call("getAvailableTemplates", {})["templates"]] == [
+        "ibm-ondemand"
+    ]
+    asked = call("requestMachines", {"template": {"templateId": "ibm-ondemand", "machineCount": 1}})
+    for _ in range(30):
+        (entry,) = call("getRequestStatus", {"requests": [{"requestId": asked["requestId"]}]})[
+            "requests"
+        ]
+        if entry["status"] != "running":
+            break
+    assert entry["status"] == "complete", entry
+    (machine,) = entry["machines"]
+    user_data = trio.run(user_data_of, moto, machine["machineId"])
+    assert user_data == "#!/bin/bash\necho joined > /tmp/joined\n"
+    returned = call(
+        "requestReturnMachines",
+        {"machines": [{"name": machine["name"], "machineId": machine["machineId"]}]},
+    )
+    assert returned["requestId"].startswith("ret-")
+
+
+async def user_data_of(moto: str, machine_id: str) -> str:
+    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
+        answer = await aws.aws.ec2.describe_instance_attribute(
+            InstanceId=machine_id, Attribute="userData"
+        )
+    return base64.b64decode(answer["UserData"]["Value"]).decode()

@@ -28,6 +28,7 @@ Why they are shaped this way:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 from typing import Any, ClassVar, Protocol
@@ -372,6 +373,8 @@ async def _launch_template(aws: AwsApi, request_id: str, template: Template, api
     """The request's own launch template, made now or found from an earlier try."""
     name = _launch_template_name(request_id)
     data = _launch_data(request_id, template, api)
+    if "UserData" in data:  # RunInstances encodes it itself (botocore); a launch template not
+        data["UserData"] = base64.b64encode(data["UserData"].encode()).decode()
     if template.vm_type and not template.vm_types:
         data["InstanceType"] = template.vm_type
     try:

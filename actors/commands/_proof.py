@@ -52,6 +52,7 @@ from hostsmith.actors.proof.loadtest import (
     run_appends,
     run_counter,
     run_hostfactory,
+    run_peer_eventsourcing,
     run_replay,
     run_resident_memory,
     write_report,
@@ -68,6 +69,7 @@ class Workload(enum.StrEnum):
     activation = "activation"
     appends = "appends"
     hostfactory = "hostfactory"
+    peer_eventsourcing = "peer-eventsourcing"
 
 
 def loadtest(
@@ -75,8 +77,9 @@ def loadtest(
         Workload,
         typer.Option(
             help="What to drive: counter commands, resident memory, replay, activation, "
-            "raw appends (one per call against batched), or hostfactory (Host Factory's "
-            "request/poll/return cycle from --concurrency clients)."
+            "raw appends (one per call against batched), hostfactory (Host Factory's "
+            "request/poll/return cycle from --concurrency clients), or peer-eventsourcing "
+            "(the counter workload on the eventsourcing library, to compare with)."
         ),
     ] = Workload.counter,
     store: Annotated[
@@ -158,6 +161,9 @@ def loadtest(
                 report=report,
                 progress=progress,
             )
+        elif workload is Workload.peer_eventsourcing:
+            directory = store.removeprefix("sqlite://") if store.startswith("sqlite://") else ""
+            result = run_peer_eventsourcing(directory, aggregates, positive("commands", commands))
         elif workload is Workload.resident_memory:
             result = trio.run(run_resident_memory, store, aggregates)
         elif workload is Workload.replay:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
 from hostsmith.stores import open_store
@@ -150,3 +151,24 @@ def test_the_appends_workload_writes_every_event_both_ways(tmp_path) -> None:  #
             return len(await store.read_all(0, 10_000))
 
     assert trio.run(count) == 600  # 300 one at a time, then the same 300 in batches
+
+
+@pytest.mark.slow
+def test_the_peer_workload_runs_eventsourcing_on_the_same_counter_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = hostsmith(
+        "loadtest",
+        "--workload",
+        "peer-eventsourcing",
+        "--store",
+        f"sqlite://{tmp_path}",
+        "--aggregates",
+        "10",
+        "--commands",
+        "50",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["peer"], report["aggregates"], report["commands"]) == ("eventsourcing", 10, 50)
+    assert report["commands_per_s"] > 0
+    assert (tmp_path / "peer-eventsourcing.db").exists()

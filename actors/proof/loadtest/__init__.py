@@ -36,6 +36,10 @@ from hostsmith.actors.proof.loadtest._hostfactory import (
     poll_status as poll_status,
     run_hostfactory as run_hostfactory,
 )
+from hostsmith.actors.proof.loadtest._peer import (
+    PeerReport as PeerReport,
+    run_peer_eventsourcing as run_peer_eventsourcing,
+)
 from hostsmith.actors.proof.loadtest._replay import (
     run_activation as run_activation,
     run_replay as run_replay,
@@ -56,6 +60,7 @@ __all__ = [
     "HostFactoryReport",
     "Increment",
     "Offer",
+    "PeerReport",
     "Recorder",
     "ReportError",
     "calls_into",
@@ -68,6 +73,7 @@ __all__ = [
     "run_appends",
     "run_counter",
     "run_hostfactory",
+    "run_peer_eventsourcing",
     "run_replay",
     "run_resident_memory",
     "write_report",

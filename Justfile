@@ -19,7 +19,7 @@ setup:
         touch {{venv}}/.installed; \
     fi
 
-# Run the daemon on the embedded defaults: SQLite in ./.hostsmith, the simulated cloud, the example templates
+# Run the daemon on the embedded defaults: SQLite in ~/.local/share/hostsmith, the simulated cloud, the example templates
 run *ARGS: setup
     {{hostsmith}} serve {{ARGS}}
 

@@ -123,7 +123,7 @@ async def crash_suite(
             daemon.process.send_signal(signal.SIGKILL)
             await daemon.process.wait()
             load.cancel_scope.cancel()
-        found = await _check(config.store_url, config.data_dir, recorder, settled=False)
+        found = await _check(config.store_url, config.data_path, recorder, settled=False)
         violations += [f"after kill {kill}: {violation}" for violation in found]
         report_progress(
             f"kill {kill}/{kills}: {len(recorder.acknowledged)} requests acknowledged so far, "
@@ -137,7 +137,7 @@ async def crash_suite(
                 await trio.sleep(0.5)
         daemon.process.send_signal(signal.SIGTERM)
         await daemon.process.wait()
-    found = await _check(config.store_url, config.data_dir, recorder, settled=True)
+    found = await _check(config.store_url, config.data_path, recorder, settled=True)
     violations += [f"at the end: {violation}" for violation in found]
     async with open_store(config.store_url) as store:
         events = len(await read_everything(store))
@@ -173,7 +173,9 @@ async def _drive(
             nursery.start_soon(one_client)
 
 
-async def _check(store_url: str, data_dir: str, recorder: Recorder, *, settled: bool) -> list[str]:
+async def _check(
+    store_url: str, data_dir: pathlib.Path, recorder: Recorder, *, settled: bool
+) -> list[str]:
     async with open_store(store_url) as store:
         events = await read_everything(store)
     found = check_acknowledged(events, recorder.acknowledged, settled=settled)

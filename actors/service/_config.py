@@ -1,8 +1,9 @@
 """Configuration: one TOML file, decoded into typed structs, with environment overrides.
 
 Every setting has a default, so hostsmith runs with no file at all: SQLite
-in `./.hostsmith/`, the simulated cloud, and the example templates that ship
-with hostsmith. A TOML file (`--config FILE`) overrides what it names, and
+in the user's data dir (`~/.local/share/hostsmith/`, never a path that
+depends on the current directory), the simulated cloud, and the example
+templates that ship with hostsmith. A TOML file (`--config FILE`) overrides what it names, and
 `HOSTSMITH_*` variables override the file: `HOSTSMITH_STORE`,
 `HOSTSMITH_DATA_DIR`, or `HOSTSMITH_<SECTION>_<KEY>` such as
 `HOSTSMITH_SERVER_PORT=9000`.
@@ -63,7 +64,9 @@ class Log(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    data_dir: str = ".hostsmith"
+    data_dir: str = ""
+    """Where state lives; empty: `$XDG_DATA_HOME/hostsmith` (`~/.local/share/hostsmith`),
+    never a directory that depends on where hostsmith happens to be run from."""
     store: str = ""
     """Event store URL; empty means SQLite in the data dir."""
     templates: str = ""
@@ -85,7 +88,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def store_url(self) -> str:
-        return self.store or f"sqlite://{pathlib.Path(self.data_dir).absolute()}/events.db"
+        return self.store or f"sqlite://{self.data_path}/events.db"
+
+    @property
+    def data_path(self) -> pathlib.Path:
+        return pathlib.Path(self.data_dir or default_data_dir(os.environ)).absolute()
 
     @property
     def templates_path(self) -> pathlib.Path:
@@ -166,6 +173,7 @@ def load_config(
     warnings = []
     if host_factory is not None:
         warnings = apply_host_factory_files(raw, host_factory, providers)
+    raw.setdefault("data_dir", default_data_dir(environ))
     source = f"config file {path}" if path else "configuration"
     sections = {name: raw.pop(name) for name in list(raw) if name in providers.names()}
     for derived in ("providers", "warnings", "host_factory"):  # not settings: filled in below
@@ -184,6 +192,13 @@ def load_config(
     return msgspec.structs.replace(
         config, providers=decoded, warnings=tuple(warnings), host_factory=host_factory
     )
+
+
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """The user's data dir for hostsmith, as the XDG base directory spec places it."""
+    home = environ.get("HOME") or str(pathlib.Path.home())
+    base = environ.get("XDG_DATA_HOME") or str(pathlib.Path(home) / ".local" / "share")
+    return str(pathlib.Path(base) / "hostsmith")
 
 
 def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> None:

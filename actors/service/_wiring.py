@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pathlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,7 +47,7 @@ async def _open_provider(
     clock: Callable[[], float],
 ) -> AsyncIterator[Provider]:
     plugin = providers.get(config.provider)
-    context = ProviderContext(templates, pathlib.Path(config.data_dir), clock)
+    context = ProviderContext(templates, config.data_path, clock)
     async with plugin.open(config.provider_settings(plugin), context) as provider:
         yield provider
 

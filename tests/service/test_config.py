@@ -227,3 +227,14 @@ def test_a_user_data_script_is_read_beside_the_templates_file(tmp_path: pathlib.
         f"{templates}: template 'missing': cannot read userDataScript absent.sh: "
         "No such file or directory",
     ]
+
+
+def test_the_default_data_dir_is_the_users_never_the_current_directory(
+    tmp_path: pathlib.Path,
+) -> None:
+    assert load_config(None, {"XDG_DATA_HOME": str(tmp_path / "xdg")}).data_path == (
+        tmp_path / "xdg" / "hostsmith"
+    )
+    assert load_config(None, {"HOME": str(tmp_path)}).data_path == (
+        tmp_path / ".local" / "share" / "hostsmith"
+    )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tomllib
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -38,6 +37,7 @@ from hostsmith.actors.service._hf_files import (
     apply_host_factory_files,
     config_file_in,
     host_factory_dirs,
+    read_settings_file,
 )
 from hostsmith.actors.service._hostfactory import RequestSettings
 
@@ -162,12 +162,7 @@ def load_config(
     path = path or config_file_in(host_factory)
     raw: dict[str, Any] = {}
     if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except OSError as error:
-            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        raw = read_settings_file(path, toml=True)
         _resolve_paths(raw, path.parent)
     _apply_environment(raw, environ, providers.names())
     warnings = []

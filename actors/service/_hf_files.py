@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,7 +101,7 @@ def apply_host_factory_files(
     if ibm_config.is_file():
         plugin = providers.get(provider)
         section = raw.setdefault(provider, {})
-        for key, value in _read_json_object(ibm_config).items():
+        for key, value in read_settings_file(ibm_config, toml=False).items():
             field = plugin.host_factory_keys.get(key)
             if field is None:
                 warnings.append(
@@ -128,13 +129,19 @@ def _provider_of(conf: pathlib.Path, providers: ProviderRegistry) -> str:
     )
 
 
-def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
+def read_settings_file(path: pathlib.Path, *, toml: bool) -> dict[str, Any]:
+    """A settings file (hostsmith's TOML, or IBM's JSON) as a dict; an error names it and why."""
+    kind, parse, invalid = (
+        ("TOML", tomllib.loads, tomllib.TOMLDecodeError)
+        if toml
+        else ("JSON", json.loads, json.JSONDecodeError)
+    )
     try:
-        loaded = json.loads(path.read_text())
+        loaded = parse(path.read_text())
     except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except invalid as error:
+        raise ConfigError(f"config file {path} is not valid {kind}: {error}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path} must hold a JSON object of settings")
     return loaded

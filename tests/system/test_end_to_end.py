@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.daemon import Daemon, hf, without_hostsmith_settings, write_config
+from tests.support.host_factory import script_caller, settled
 from tests.support.hostfactory_shapes import conforms
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
@@ -168,43 +169,17 @@ def test_the_host_factory_scripts_run_the_whole_cycle(
         "HOSTSMITH_BIN": str(pathlib.Path(sys.executable).with_name("hostsmith")),
     }
 
-    def script(command: str, payload: Any) -> tuple[int, dict[str, Any]]:
-        given = tmp_path / f"hf_in_{command}.json"
-        given.write_text(json.dumps(payload))
-        done = subprocess.run(
-            [scripts / f"{command}.sh", "-f", given],
-            capture_output=True,
-            text=True,
-            env=environment,
-            cwd=elsewhere,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        answer: dict[str, Any] = json.loads(done.stdout)
-        conforms(command, answer)
-        return done.returncode, answer
+    script = script_caller(scripts, environment=environment, cwd=elsewhere, inputs=tmp_path)
 
     _, templates = script("getAvailableTemplates", {})
     assert ON_DEMAND in {t["templateId"] for t in templates["templates"]}
     _, asked = script("requestMachines", {"template": {"templateId": ON_DEMAND, "machineCount": 1}})
-    done = poll_until(
-        script,
-        "getRequestStatus",
-        {"requests": [{"requestId": asked["requestId"]}]},
-        lambda a: a["requests"][0]["status"] != "running",
-    )
-    (machine,) = done["requests"][0]["machines"]
+    (machine,) = settled(script, asked["requestId"])["machines"]
     held = {"machines": [{"name": machine["name"], "machineId": machine["machineId"]}]}
     _, notices = script("getReturnRequests", held)
     assert notices["requests"] == []  # an on-demand host the cloud is not taking back
     _, returned = script("requestReturnMachines", held)
-    gone = poll_until(
-        script,
-        "getRequestStatus",
-        {"requests": [{"requestId": returned["requestId"]}]},
-        lambda a: a["requests"][0]["status"] != "running",
-    )
-    assert gone["requests"][0]["status"] == "complete"
+    assert settled(script, returned["requestId"])["status"] == "complete"
 
 
 @pytest.mark.slow

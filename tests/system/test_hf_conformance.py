@@ -11,14 +11,12 @@ Every answer is checked against Host Factory's shapes (tests/support).
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.support.daemon import hostsmith, without_hostsmith_settings
-from tests.support.hostfactory_shapes import answers
+from tests.support.host_factory import Call, script_caller, settled
 
 TEMPLATE = {
     "templateId": "conformance-1",
@@ -29,7 +27,6 @@ TEMPLATE = {
         "nram": ["Numeric", "4096"],
     },
 }
-Call = Callable[[str, Any], tuple[int, dict[str, Any]]]
 
 
 @pytest.fixture(scope="module")
@@ -54,34 +51,10 @@ def host_factory(tmp_path_factory: pytest.TempPathFactory) -> Call:
         "HF_PROVIDER_WORKDIR": str(top / "work"),
         "HF_PROVIDER_LOGDIR": str(top / "log"),
     }
-    calls = iter(range(1_000_000))
-
-    def call(command: str, payload: Any) -> tuple[int, dict[str, Any]]:
-        given = top / f"hf_in_{next(calls)}.json"
-        given.write_text(payload if isinstance(payload, str) else json.dumps(payload))
-        done = subprocess.run(
-            [top / "hostsmith" / "scripts" / f"{command}.sh", "-f", given],
-            capture_output=True,
-            text=True,
-            cwd=top / "cwd",
-            env=environment,
-            check=False,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        answer: dict[str, Any] = json.loads(done.stdout)  # always one JSON document on stdout
-        answers(command, done.returncode, answer)
-        return done.returncode, answer
-
+    call = script_caller(
+        top / "hostsmith" / "scripts", environment=environment, cwd=top / "cwd", inputs=top
+    )
     return call
-
-
-def settled(call: Call, request_id: str) -> dict[str, Any]:
-    for _ in range(100):
-        status, answer = call("getRequestStatus", {"requests": [{"requestId": request_id}]})
-        assert status == 0, answer
-        if answer["requests"][0]["status"] != "running":
-            return answer["requests"][0]  # type: ignore[no-any-return]
-    raise AssertionError(f"{request_id} never settled")
 
 
 def acquire(call: Call, count: int = 1) -> dict[str, Any]:

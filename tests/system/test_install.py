@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
-import subprocess
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import trio
 
 from hostsmith.actors.providers.aws import AwsSettings, open_aws_provider
 from tests.support.daemon import hostsmith, without_hostsmith_settings
-from tests.support.hostfactory_shapes import conforms
+from tests.support.host_factory import script_caller, settled, succeeding
 
 OTHER_PROVIDER = {
     "name": "awsinst",
@@ -100,30 +99,8 @@ def test_host_factory_drives_the_whole_cycle_through_the_installed_scripts(
         "HF_PROVIDER_LOGDIR": str(top / "log"),
     }
 
-    def call(command: str, payload: Any) -> dict[str, Any]:
-        given = tmp_path / f"hf_in_{command}"
-        given.write_text(json.dumps(payload))
-        done = subprocess.run(
-            [scripts / f"{command}.sh", "-f", given],
-            capture_output=True,
-            text=True,
-            cwd=elsewhere,
-            env=environment,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        answer: dict[str, Any] = json.loads(done.stdout)
-        conforms(command, answer)
-        return answer
-
-    def settled(request_id: str) -> dict[str, Any]:
-        for _ in range(100):
-            (entry,) = call("getRequestStatus", {"requests": [{"requestId": request_id}]})[
-                "requests"
-            ]
-            if entry["status"] != "running":
-                return entry  # type: ignore[no-any-return]
-        raise AssertionError(f"{request_id} never settled")
+    script = script_caller(scripts, environment=environment, cwd=elsewhere, inputs=tmp_path)
+    call = succeeding(script)
 
     installed = json.loads((conf / "simprov_templates.json").read_text())["templates"]
     offered = call("getAvailableTemplates", {})["templates"]
@@ -131,12 +108,12 @@ def test_host_factory_drives_the_whole_cycle_through_the_installed_scripts(
     asked = call(
         "requestMachines", {"template": {"templateId": offered[0]["templateId"], "machineCount": 2}}
     )
-    acquired = settled(asked["requestId"])
+    acquired = settled(script, asked["requestId"])
     assert acquired["status"] == "complete"
     held = [{"name": m["name"], "machineId": m["machineId"]} for m in acquired["machines"]]
     assert call("getReturnRequests", {"machines": held})["requests"] == []
     returned = call("requestReturnMachines", {"machines": held})
-    assert settled(returned["requestId"])["status"] == "complete"
+    assert settled(script, returned["requestId"])["status"] == "complete"
     assert (top / "work" / "providers" / "hsinst" / "events.db").exists()
     assert not (elsewhere / ".hostsmith").exists()
 
@@ -184,32 +161,15 @@ def test_installed_for_aws_the_cycle_runs_on_ibm_files_alone(
         "HF_PROVIDER_LOGDIR": str(top / "log"),
     }
 
-    def call(command: str, payload: Any) -> dict[str, Any]:
-        given = tmp_path / f"hf_in_{command}"
-        given.write_text(json.dumps(payload))
-        ran = subprocess.run(
-            [top / "hostsmith" / "scripts" / f"{command}.sh", "-f", given],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=environment,
-            check=False,
-        )
-        assert ran.returncode == 0, ran.stdout + ran.stderr
-        answer: dict[str, Any] = json.loads(ran.stdout)
-        conforms(command, answer)
-        return answer
+    scripts = top / "hostsmith" / "scripts"
+    script = script_caller(scripts, environment=environment, cwd=tmp_path, inputs=tmp_path)
+    call = succeeding(script)
 
     assert [t["templateId"] for t in call("getAvailableTemplates", {})["templates"]] == [
         "ibm-ondemand"
     ]
     asked = call("requestMachines", {"template": {"templateId": "ibm-ondemand", "machineCount": 1}})
-    for _ in range(30):
-        (entry,) = call("getRequestStatus", {"requests": [{"requestId": asked["requestId"]}]})[
-            "requests"
-        ]
-        if entry["status"] != "running":
-            break
+    entry = settled(script, asked["requestId"])
     assert entry["status"] == "complete", entry
     (machine,) = entry["machines"]
     user_data = trio.run(user_data_of, moto, machine["machineId"])

@@ -106,6 +106,13 @@ async def nursery_enter(nursery: trio.Nursery, manager: Any) -> Any:
     return await nursery.start(hold)
 
 
+async def acquired(service: HostFactory, template_id: str, count: int) -> list[MachineRef]:
+    """Machines of a completed acquire request, as Host Factory names them back."""
+    asked = await service.request_machines(template_id, count)
+    done = await wait_for_status(service, asked.request_id, "complete")
+    return [MachineRef(m.name, m.machine_id) for m in done.machines]
+
+
 async def wait_for_status(
     service: HostFactory, request_id: str, status: str, limit: float = 3600
 ) -> RequestStatusEntry:
@@ -240,10 +247,7 @@ async def test_a_reclaimed_spot_machine_is_listed_with_its_grace_period(
     service = await start_service(
         tmp_path, nursery_, spot_reclaim_rate=1.0, spot_lifetime=400, reclaim_notice=120
     )
-    done = await wait_for_status(
-        service, (await service.request_machines("Spot", 2)).request_id, "complete"
-    )
-    held = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    held = await acquired(service, "Spot", 2)
     with trio.fail_after(4000):
         while not (answer := await service.get_return_requests(held)).requests:  # noqa: ASYNC110 - Host Factory polls
             await trio.sleep(5)
@@ -257,10 +261,7 @@ async def test_a_host_held_by_host_factory_that_hostsmith_has_no_record_of_is_le
 ) -> None:  # type: ignore[no-untyped-def]
     """IBM's provider reports such a host with gracePeriod 0, so that Host Factory releases it."""
     service = await start_service(tmp_path, nursery_)
-    done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 1)).request_id, "complete"
-    )
-    (ours,) = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    (ours,) = await acquired(service, "OnDemand", 1)
     lost = [MachineRef("ip-10-9-9-9.lost.internal", "i-lost"), MachineRef("only-a-name", "")]
     before = len(await service.runtime.journal.store.read_all(0, 100_000))
     answer = await service.get_return_requests([ours, *lost])
@@ -287,10 +288,7 @@ async def test_racing_returns_of_one_machine_both_succeed_and_it_is_returned_onc
 ) -> None:  # type: ignore[no-untyped-def]
     """Host Factory may repeat a return; the repeat is answered, never refused (issue 12)."""
     service = await start_service(tmp_path, nursery_)
-    done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 2)).request_id, "complete"
-    )
-    first, second = (MachineRef(m.name, m.machine_id) for m in done.machines)
+    first, second = await acquired(service, "OnDemand", 2)
     answers: list[RequestAccepted] = []
 
     async def give_back(machines: list[MachineRef]) -> None:
@@ -317,10 +315,7 @@ async def test_a_repeated_return_is_answered_with_the_first_returns_id(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
-    done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 1)).request_id, "complete"
-    )
-    held = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    held = await acquired(service, "OnDemand", 1)
     first = await service.request_return_machines(held)
     during = await service.request_return_machines(held)  # while the first is under way
     await wait_for_status(service, first.request_id, "complete")
@@ -333,10 +328,7 @@ async def test_a_batch_with_unknown_hosts_returns_the_known_ones_and_names_the_r
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
-    done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 1)).request_id, "complete"
-    )
-    (ours,) = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    (ours,) = await acquired(service, "OnDemand", 1)
     answer = await service.request_return_machines([ours, MachineRef("ghost", "i-ghost")])
     assert (
         answer.message
@@ -399,10 +391,7 @@ async def test_a_return_that_times_out_lets_a_later_return_take_its_machines(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
     service = await start_service(tmp_path, nursery_)
-    done = await wait_for_status(
-        service, (await service.request_machines("OnDemand", 2)).request_id, "complete"
-    )
-    machines = [MachineRef(m.name, m.machine_id) for m in done.machines]
+    machines = await acquired(service, "OnDemand", 2)
     service.gateway.provider.settings = SimSettings(failure_rate=1.0)  # type: ignore[attr-defined]
     stuck = (await service.request_return_machines(machines)).request_id
     gave_up = await wait_for_status(service, stuck, "complete_with_error", limit=7200)

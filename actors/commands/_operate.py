@@ -115,7 +115,7 @@ def hf(
         status, answer_bytes = hf_remote(target, command, body, settings.server.token)
         print_json(answer_bytes)
         raise typer.Exit(0 if status == 200 else 1)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    configure_logging(settings.log, stderr_level="warning")
     for warning in settings.warnings:  # stderr: Host Factory reads only stdout
         logging.getLogger("hostsmith.config").warning("%s", warning)
     try:

@@ -70,7 +70,13 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
         return os.fdopen(descriptor, "a", encoding=self.encoding, errors=self.errors)
 
 
-def configure_logging(settings: Log) -> None:
+def configure_logging(settings: Log, *, stderr_level: str = "") -> None:
+    """Log to stderr, and to `settings.file` when set; `stderr_level` can quiet stderr alone.
+
+    `hostsmith hf` passes "warning": Host Factory reads stdout only, so stderr
+    carries one line per problem, while the log file keeps everything at the
+    configured level (a refused call's traceback at debug).
+    """
     formatter = _Redacting(
         JsonFormatter() if settings.format == "json" else logging.Formatter(TEXT)
     )
@@ -90,3 +96,5 @@ def configure_logging(settings: Log) -> None:
         handler.addFilter(_Correlation())
         root.addHandler(handler)
     root.setLevel(settings.level.upper())
+    if stderr_level:
+        handlers[0].setLevel(stderr_level.upper())

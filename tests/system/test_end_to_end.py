@@ -282,3 +282,14 @@ def test_with_only_host_factorys_variables_calls_from_any_directory_share_one_st
     assert status["requests"][0]["status"] == "complete", status  # not "unknown"
     assert (work / "events.db").exists()
     assert not any((tmp_path / name / ".hostsmith").exists() for name in ("one", "two", "poll0"))
+    refused = subprocess.run(
+        [sys.executable, "-m", "hostsmith.actors.cli", "hf", "requestMachines", "-d", "{}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1  # one line on stderr, no traceback
+    assert "requestMachines failed: invalid input" in (logs / "hostsmith.log").read_text()

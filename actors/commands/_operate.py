@@ -8,6 +8,7 @@ read from the store without driving any request forward.
 
 from __future__ import annotations
 
+import errno
 import logging
 import pathlib
 import sys
@@ -79,10 +80,23 @@ def serve(
     tune_process()
     try:
         trio.run(serve_daemon, settings)
-    except (HostsmithError, RuntimeFault, OSError) as error:
-        fail(str(error))
-    except BaseExceptionGroup as group:
-        fail(as_hostsmith_error(group, "serve").message)
+    except Exception as failure:  # trio may hand it over in an exception group
+        fail(start_up_failure(failure, settings))
+
+
+def start_up_failure(failure: BaseException, settings: Config) -> str:
+    """What stopped the daemon from starting, in one line that says what to do."""
+    while isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
+        failure = failure.exceptions[0]
+    if isinstance(failure, OSError) and failure.errno == errno.EADDRINUSE:
+        where = f"{settings.server.host}:{settings.server.port}"
+        return (
+            f"cannot listen on {where}: the port is in use (another hostsmith daemon, or "
+            "another program); choose another with --port or server.port"
+        )
+    if isinstance(failure, OSError):
+        return f"cannot start the daemon: {failure}"
+    return as_hostsmith_error(failure, "serve").message
 
 
 def hf(
@@ -179,6 +193,8 @@ def config_check(config: ConfigOption = None) -> None:
     shown = describe(settings)
     shown["warnings"] = [*settings.warnings, *(f"left out: {line}" for line in read.left_out)]
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
+    if settings.unknown_settings:  # ignored elsewhere, so that no call fails; an error here
+        fail("; ".join(settings.unknown_settings))
 
 
 def templates_check(

@@ -22,6 +22,7 @@ have.
 
 from __future__ import annotations
 
+import difflib
 import os
 import pathlib
 from collections.abc import Callable, Mapping
@@ -85,6 +86,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What the admin should hear about: settings in Host Factory's files that are not used."""
     host_factory: HostFactoryDirs | None = None
     """Host Factory's directories for this provider instance, when run under Host Factory."""
+    unknown_settings: tuple[str, ...] = ()
+    """`HOSTSMITH_*` variables that name no setting: ignored, and an error for `config check`."""
 
     @property
     def store_url(self) -> str:
@@ -164,14 +167,14 @@ def load_config(
     if path is not None:
         raw = read_settings_file(path, toml=True)
         _resolve_paths(raw, path.parent)
-    _apply_environment(raw, environ, providers.names())
+    unknown_settings = _apply_environment(raw, environ, providers)
     warnings = []
     if host_factory is not None:
         warnings = apply_host_factory_files(raw, host_factory, providers)
     raw.setdefault("data_dir", default_data_dir(environ))
     source = f"config file {path}" if path else "configuration"
     sections = {name: raw.pop(name) for name in list(raw) if name in providers.names()}
-    for derived in ("providers", "warnings", "host_factory"):  # not settings: filled in below
+    for derived in DERIVED:  # not settings: filled in below
         raw.pop(derived, None)
     try:
         config = msgspec.convert(raw, Config, strict=False)
@@ -185,7 +188,11 @@ def load_config(
         except msgspec.ValidationError as error:
             raise ConfigError(f"{source}: [{name}] {error}") from None
     return msgspec.structs.replace(
-        config, providers=decoded, warnings=tuple(warnings), host_factory=host_factory
+        config,
+        providers=decoded,
+        warnings=tuple(unknown_settings + warnings),
+        unknown_settings=tuple(unknown_settings),
+        host_factory=host_factory,
     )
 
 
@@ -204,28 +211,53 @@ def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> None:
 
 
 NOT_SETTINGS = {"HOSTSMITH_CONFIG", "HOSTSMITH_BIN"}
+DERIVED = ("providers", "warnings", "host_factory", "unknown_settings")
+"""Config fields that are filled in by `load_config`, never set by the admin."""
 """Variables the Host Factory scripts read themselves."""
 
 
 def _apply_environment(
-    raw: dict[str, Any], environ: Mapping[str, str], provider_names: list[str]
-) -> None:
-    sections = [
-        field.name
-        for field in msgspec.structs.fields(Config)
-        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
-    ] + provider_names
+    raw: dict[str, Any], environ: Mapping[str, str], providers: ProviderRegistry
+) -> list[str]:
+    """Apply each `HOSTSMITH_*` setting; return one line for each variable that is none.
+
+    A stray variable is named (with the nearest real one) and ignored, never
+    fatal: it must not stop Host Factory's calls. `config check` fails on it.
+    """
+    known = _environment_settings(providers)
+    unknown = []
     for name, value in environ.items():
         if not name.startswith("HOSTSMITH_") or name in NOT_SETTINGS:
             continue
-        key = name.removeprefix("HOSTSMITH_").lower()
-        section = next((s for s in sections if key.startswith(f"{s}_")), None)
-        if section is not None:
-            raw.setdefault(section, {})[key.removeprefix(f"{section}_")] = value
-        elif key in {f.name for f in msgspec.structs.fields(Config)}:
-            raw[key] = value
+        place = known.get(name)
+        if place is None:
+            # compared without the prefix that every variable shares
+            suffixes = [known_name.removeprefix("HOSTSMITH_") for known_name in known]
+            nearest = difflib.get_close_matches(name.removeprefix("HOSTSMITH_"), suffixes, n=1)
+            hint = f"; did you mean HOSTSMITH_{nearest[0]}?" if nearest else ""
+            unknown.append(f"unknown setting {name} in the environment, ignored{hint}")
+        elif place[0]:
+            raw.setdefault(place[0], {})[place[1]] = value
         else:
-            raise ConfigError(f"unknown setting {name} in the environment")
+            raw[place[1]] = value
+    return unknown
+
+
+def _environment_settings(providers: ProviderRegistry) -> dict[str, tuple[str, str]]:
+    """Every `HOSTSMITH_*` variable there is -> (section, or "" for top level; key)."""
+    known: dict[str, tuple[str, str]] = {}
+    sections: dict[str, type[msgspec.Struct]] = {
+        name: providers.get(name).settings for name in providers.names()
+    }
+    for field in msgspec.structs.fields(Config):
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
+            sections[field.name] = field.type
+        elif field.name not in DERIVED:
+            known[f"HOSTSMITH_{field.name.upper()}"] = ("", field.name)
+    for section, settings in sections.items():
+        for field in msgspec.structs.fields(settings):
+            known[f"HOSTSMITH_{section.upper()}_{field.name.upper()}"] = (section, field.name)
+    return known
 
 
 def describe(config: Config) -> dict[str, Any]:

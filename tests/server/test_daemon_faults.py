@@ -6,6 +6,7 @@ import json
 import pathlib
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.daemon import Daemon, hf, write_config
+from tests.support.daemon import Daemon, hf, hostsmith, write_config
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
 
@@ -241,3 +242,18 @@ def test_slow_calls_are_logged_above_the_threshold(tmp_path: pathlib.Path) -> No
     assert len(slow) == 1
     assert slow[0]["level"] == "warning"
     assert slow[0]["correlation_id"] != "-"
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: pathlib.Path) -> None:
+    """Issue 13: it was a 114-line traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hostsmith("serve", "--config", str(write_config(tmp_path)), "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use (another hostsmith "
+        "daemon, or another program); choose another with --port or server.port"
+    )

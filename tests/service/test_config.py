@@ -49,9 +49,16 @@ def test_variables_override_top_level_keys_sections_and_provider_sections(
     assert config.providers["sim"] == SimSettings(seed=7, latency=0.5)
 
 
-def test_an_unknown_variable_is_named() -> None:
-    with pytest.raises(ConfigError, match=r"^unknown setting HOSTSMITH_NOPE in the environment$"):
-        load_config(None, {"HOSTSMITH_NOPE": "1"})
+def test_a_stray_variable_is_named_with_the_nearest_setting_and_ignored() -> None:
+    """Issue 13: any unknown HOSTSMITH_* variable used to fail every call."""
+    config = load_config(None, {"HOSTSMITH_DEBUG": "1", "HOSTSMITH_SERVER_PROT": "9"})
+    assert config.unknown_settings == (
+        "unknown setting HOSTSMITH_DEBUG in the environment, ignored",
+        "unknown setting HOSTSMITH_SERVER_PROT in the environment, ignored; "
+        "did you mean HOSTSMITH_SERVER_PORT?",
+    )
+    assert config.server.port == 8642
+    assert set(config.unknown_settings) <= set(config.warnings)
 
 
 def test_a_bad_value_in_a_provider_section_names_the_section_and_the_key(

@@ -107,6 +107,7 @@ def hf(
     url: str | None = None,
     config: pathlib.Path | None = None,
     file: pathlib.Path | None = None,
+    environment: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run `hostsmith hf` as Host Factory would; returns (exit status, parsed JSON)."""
     arguments = [sys.executable, "-m", "hostsmith.actors.cli", "hf", command]
@@ -119,7 +120,11 @@ def hf(
     if config:
         arguments += ["--config", str(config)]
     done = subprocess.run(
-        arguments, capture_output=True, text=True, env=without_hostsmith_settings(), check=False
+        arguments,
+        capture_output=True,
+        text=True,
+        env=without_hostsmith_settings() | (environment or {}),
+        check=False,
     )
     assert "Traceback" not in done.stderr, done.stderr
     answer = json.loads(done.stdout)

@@ -184,3 +184,19 @@ def test_a_broken_templates_file_stops_new_requests_but_never_polls_or_returns(
     ]
     status, returned = hf("requestReturnMachines", {"machines": machines}, config=config)
     assert status == 0, returned
+
+
+@pytest.mark.slow
+def test_a_stray_variable_does_not_stop_a_call_but_config_check_fails_on_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = write_config(tmp_path)
+    stray = {"HOSTSMITH_SERVR_PORT": "9000"}
+    status, answer = hf("getAvailableTemplates", {}, config=config, environment=stray)
+    assert status == 0, answer
+    checked = hostsmith("config", "check", "--config", str(config), environment=stray)
+    assert checked.returncode == 2
+    assert checked.stderr.strip().endswith(
+        "error: unknown setting HOSTSMITH_SERVR_PORT in the environment, ignored; "
+        "did you mean HOSTSMITH_SERVER_PORT?"
+    )

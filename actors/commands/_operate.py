@@ -8,6 +8,7 @@ read from the store without driving any request forward.
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import pathlib
@@ -38,6 +39,7 @@ from hostsmith.actors.errors import (
 )
 from hostsmith.actors.hostfactory import (
     COMMANDS,
+    HF_STATUS,
     HostFactoryAnswer,
     RequestAccepted,
     RequestStatus,
@@ -274,18 +276,39 @@ def templates_list(config: ConfigOption = None, as_json: JsonOption = False) -> 
     table(inspect(settings, view), as_json, "no templates are configured")
 
 
+class StatusFilter(enum.StrEnum):
+    """Host Factory's words for a request's state, and hostsmith's own."""
+
+    running = "running"
+    complete = "complete"
+    complete_with_error = "complete_with_error"
+    pending = "pending"
+    in_progress = "in_progress"
+    completed = "completed"
+    partial = "partial"
+    failed = "failed"
+    cancelled = "cancelled"
+    timeout = "timeout"
+
+
 def requests_list(
     config: ConfigOption = None,
-    status: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None,
+    status: Annotated[
+        StatusFilter | None,
+        typer.Option(help="Only requests in this state: Host Factory's word or hostsmith's."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every request, newest first, with its state and machine count."""
     settings = configuration(config)
 
+    def shown(request_status: str) -> bool:
+        return status is None or status.value in (request_status, HF_STATUS[request_status])
+
     async def view(application: Application) -> list[dict[str, Any]]:
         rows = []
         for request in application.service.requests():
-            if status is None or request.status == status:
+            if shown(request.status):
                 rows.append(
                     {
                         "requestId": request.request_id,
@@ -304,17 +327,32 @@ def requests_list(
 
 
 def requests_show(
-    request_id: Annotated[str, typer.Argument(help="req-… or ret-…")], config: ConfigOption = None
+    request_id: Annotated[str, typer.Argument(help="req-… or ret-…")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """One request as getRequestStatus reports it."""
+    """One request as getRequestStatus reports it, each machine's status as it is now.
+
+    (A machine of an acquire request that was returned since shows as
+    terminated here, though the acquire request itself still counts it.)
+    """
     settings = configuration(config)
 
     async def view(application: Application) -> tuple[bool, RequestStatusEntry]:
-        known = await application.service.request(request_id) is not None
-        return known, (await application.service.get_request_status([request_id])).requests[0]
+        service = application.service
+        known = await service.request(request_id) is not None
+        entry = (await service.get_request_status([request_id])).requests[0]
+        now = {machine.machine_id: machine.state for machine, _ in service.machines()}
+        machines = [
+            msgspec.structs.replace(m, status=now.get(m.machine_id, m.status))
+            for m in entry.machines
+        ]
+        return known, msgspec.structs.replace(entry, machines=machines)
 
     known, shown = inspect(settings, view)
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
+    encoded = msgspec.json.encode(shown)
+    text = encoded.decode() if as_json else msgspec.json.format(encoded, indent=2).decode()
+    sys.stdout.write(text + "\n")
     if not known:
         raise typer.Exit(1)
 
@@ -341,19 +379,27 @@ def machines_list(config: ConfigOption = None, as_json: JsonOption = False) -> N
 
 def events(
     stream: Annotated[
-        str, typer.Argument(help="A stream, e.g. request-req-… or template-OnDemand.")
+        str,
+        typer.Argument(
+            help="A stream (request-req-…, machine-i-…, template-ID), or just the id: "
+            "req-…, ret-…, i-…, or a template id."
+        ),
     ],
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
 ) -> None:
     """The audit trail of one stream: every event's time, version, type and correlation id."""
     settings = configuration(config)
+    tried = streams_for(stream)
     try:
-        stored = trio.run(read_stream, settings.store_url, stream)
+        stored = trio.run(read_first_stream, settings.store_url, tried)
     except RuntimeFault as error:
         fail(str(error))
     if not stored:
-        fail(f"stream {stream!r} has no events in {settings.store_url}")
+        fail(
+            f"no events for {stream!r} in {settings.store_url} (looked at {', '.join(tried)}); "
+            "give a request id (req-…, ret-…), a machine id (i-…), a template id, or a stream"
+        )
     if as_json:
         for event in stored:
             entry = msgspec.structs.asdict(event)
@@ -369,6 +415,21 @@ def events(
     console.print(shown)
 
 
-async def read_stream(url: str, stream: str) -> list[StoredEvent]:
+def streams_for(given: str) -> list[str]:
+    """The streams an operator may mean: the name as given, then the id's own stream."""
+    if given.startswith(("request-", "machine-", "template-")):
+        return [given]
+    if given.startswith(("req-", "ret-")):
+        return [f"request-{given}", given]
+    if given.startswith("i-"):
+        return [f"machine-{given}", given]
+    return [given, f"template-{given}"]
+
+
+async def read_first_stream(url: str, streams: list[str]) -> list[StoredEvent]:
+    """The events of the first of `streams` that has any."""
     async with open_store(url) as store:
-        return await store.read(stream)
+        for stream in streams:
+            if events := await store.read(stream):
+                return events
+    return []

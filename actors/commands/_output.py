@@ -56,11 +56,20 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 
 
 def table(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
+    """Rows as JSON, as a table for a terminal, or as tab-separated lines when piped.
+
+    Piped, a value is never cut to fit a width: an id must survive being
+    copied into the next command.
+    """
     if as_json:
         sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
         return
     if not rows:
         console.print(empty)
+        return
+    if not console.is_terminal:
+        lines = ["\t".join(rows[0]), *("\t".join(str(v) for v in row.values()) for row in rows)]
+        sys.stdout.write("\n".join(lines) + "\n")
         return
     shown = Table(*rows[0].keys())
     for row in rows:

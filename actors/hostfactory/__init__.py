@@ -24,6 +24,7 @@ from hostsmith.actors.hostfactory._machines import (
     ReturnClaimed as ReturnClaimed,
 )
 from hostsmith.actors.hostfactory._requests import (
+    HF_STATUS as HF_STATUS,
     REQUEST as REQUEST,
     AcquireOpened as AcquireOpened,
     CheckDeadline as CheckDeadline,
@@ -72,6 +73,7 @@ from hostsmith.actors.hostfactory._wire import (
 __all__ = [
     "CAPACITY",
     "COMMANDS",
+    "HF_STATUS",
     "MACHINE",
     "REQUEST",
     "UNLIMITED",

@@ -74,7 +74,7 @@ def test_events_of_an_empty_stream_say_so(tmp_path: pathlib.Path) -> None:
     config = write_config(tmp_path)
     result = hostsmith("events", "request-nothing", "--config", str(config))
     assert result.returncode == 2
-    assert result.stderr.startswith("error: stream 'request-nothing' has no events in sqlite://")
+    assert result.stderr.startswith("error: no events for 'request-nothing' in sqlite://")
 
 
 def test_serving_beyond_loopback_needs_a_token(tmp_path: pathlib.Path) -> None:
@@ -200,3 +200,53 @@ def test_a_stray_variable_does_not_stop_a_call_but_config_check_fails_on_it(
         "error: unknown setting HOSTSMITH_SERVR_PORT in the environment, ignored; "
         "did you mean HOSTSMITH_SERVER_PORT?"
     )
+
+
+@pytest.mark.slow
+def test_the_operators_commands_take_host_factorys_words_and_whole_ids(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Issue 13's rough edges: cut ids, HF's status words, show --json, events by id."""
+    config = write_config(tmp_path)
+    template = {"template": {"templateId": "OnDemand-Minimal-Template-VM", "machineCount": 1}}
+    status, asked = hf("requestMachines", template, config=config)
+    assert status == 0, asked
+    request_id = asked["requestId"]
+    for _ in range(50):
+        _, polled = hf("getRequestStatus", {"requests": [{"requestId": request_id}]}, config=config)
+        if polled["requests"][0]["status"] == "complete":
+            break
+    (machine,) = polled["requests"][0]["machines"]
+    status, returned = hf(
+        "requestReturnMachines",
+        {"machines": [{"name": machine["name"], "machineId": machine["machineId"]}]},
+        config=config,
+    )
+    assert status == 0, returned
+    for _ in range(50):
+        _, polled = hf(
+            "getRequestStatus", {"requests": [{"requestId": returned["requestId"]}]}, config=config
+        )
+        if polled["requests"][0]["status"] == "complete":
+            break
+
+    piped = hostsmith("requests", "list", "--status", "complete", "--config", str(config))
+    assert piped.returncode == 0
+    header, *rows = piped.stdout.splitlines()
+    assert header.split("\t")[0] == "requestId"
+    assert {row.split("\t")[0] for row in rows} == {request_id, returned["requestId"]}  # whole ids
+    assert (
+        hostsmith("requests", "list", "--status", "bogus", "--config", str(config)).returncode == 2
+    )
+
+    shown = hostsmith("requests", "show", request_id, "--json", "--config", str(config))
+    assert shown.returncode == 0
+    assert len(shown.stdout.splitlines()) == 1
+    assert [m["status"] for m in json.loads(shown.stdout)["machines"]] == ["terminated"]
+
+    trail = hostsmith("events", request_id, "--json", "--config", str(config))
+    assert trail.returncode == 0, trail.stderr
+    assert json.loads(trail.stdout.splitlines()[0])["type"] == "AcquireOpened"
+    nothing = hostsmith("events", "req-nope", "--config", str(config))
+    assert nothing.returncode == 2
+    assert "give a request id (req-…, ret-…), a machine id (i-…)" in nothing.stderr

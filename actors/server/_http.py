@@ -34,10 +34,9 @@ from prometheus_client.registry import Collector
 from hostsmith.actors.errors import (
     BodyTooLarge,
     InternalError,
-    Unavailable,
     as_hostsmith_error,
 )
-from hostsmith.actors.hostfactory import HostFactoryAnswer
+from hostsmith.actors.hostfactory import HostFactoryAnswer, RequestAccepted, RequestStatuses
 from hostsmith.actors.service import Application, answer
 from hostsmith.runtime import CircuitState, correlation
 
@@ -164,9 +163,8 @@ class Api:
                     result = {"message": error.message}
                     if isinstance(error, InternalError):
                         log.exception("%s failed", command)
-                    elif isinstance(error, Unavailable):
-                        log.warning("%s", error.message)
                 elapsed = time.perf_counter() - started
+                _log_call(command, outcome, status, elapsed * 1000, result)
                 if elapsed * 1000 >= self.app.config.log.slow_ms:
                     log.warning("slow %s: %.0f ms", command, elapsed * 1000)
         finally:
@@ -183,6 +181,41 @@ class Api:
 
 
 _OUTCOMES = {400: "refused", 404: "refused", 413: "refused", 503: "busy"}
+
+
+def _log_call(
+    command: str,
+    outcome: str,
+    status: int,
+    milliseconds: float,
+    result: HostFactoryAnswer | dict[str, str],
+) -> None:
+    """One line per call (the correlation id comes with every line): the traffic, readable.
+
+    A call answered is logged at info with the request ids it concerns; a
+    refusal or a "send it again" at warning, with the reason.
+    """
+    if isinstance(result, dict):
+        level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING
+        log.log(
+            level,
+            "%s %s (%d) in %.1f ms: %s",
+            command,
+            outcome,
+            status,
+            milliseconds,
+            result.get("message", ""),
+        )
+        return
+    if isinstance(result, RequestAccepted):
+        ids = result.request_id
+    elif isinstance(result, RequestStatuses):
+        ids = ",".join(entry.request_id for entry in result.requests) or "-"
+    else:
+        ids = "-"
+    log.info("%s %s %s in %.1f ms", command, ids, outcome, milliseconds)
+
+
 """The `outcome` label of the latency histogram, by HTTP status."""
 
 

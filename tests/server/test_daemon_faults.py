@@ -257,3 +257,37 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path: pathlib.Path) -> None:
         f"error: cannot listen on 127.0.0.1:{port}: the port is in use (another hostsmith "
         "daemon, or another program); choose another with --port or server.port"
     )
+
+
+@pytest.mark.slow
+def test_every_call_is_one_log_line_and_refusals_are_warnings_with_the_reason(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Issue 13: after 2,000 calls the log held only its start-up lines."""
+    running = Daemon(write_config(tmp_path, '[log]\nformat = "json"')).start()
+    status, asked = hf(
+        "requestMachines",
+        {"template": {"templateId": ON_DEMAND, "machineCount": 1}},
+        url=running.url,
+    )
+    assert status == 0, asked
+    refused, _ = hf(
+        "requestMachines", {"template": {"templateId": "nope", "machineCount": 1}}, url=running.url
+    )
+    assert refused == 1
+    assert running.stop() == 0
+    calls = [
+        json.loads(line)
+        for line in running.logs().splitlines()
+        if line.startswith("{") and '"requestMachines ' in line
+    ]
+    assert len(calls) == 2
+    answered, refusal = calls
+    assert answered["level"] == "info"
+    assert answered["message"].startswith(f"requestMachines {asked['requestId']} ok in ")
+    assert refusal["level"] == "warning"
+    assert refusal["message"].startswith("requestMachines refused (400) in ")
+    assert refusal["message"].endswith(
+        "unknown templateId 'nope' (known: OnDemand-Minimal-Template-VM, Spot-Template-VM)"
+    )
+    assert answered["correlation_id"] != refusal["correlation_id"]

@@ -156,11 +156,15 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             outcomes = write(requests)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
-            self._forget_written()  # it may hold versions that were rolled back
+            # First, whatever happens next: the cache may hold versions that were
+            # never committed, and memory must equal the log (a full disk once
+            # left every later append conflicting until a restart).
+            self._forget_written()
+            if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return outcomes
 
     def _forget_written(self) -> None:

@@ -8,6 +8,10 @@ worth of connections, so they show whether the cache is dropped in time.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,59 @@ async def test_two_connections_on_one_file_never_reuse_a_position_or_version(
             ("a", 3, 5),
             ("a", 4, 6),
         ]
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 400 KB filesystem (tmpfs) to fill up; its own mount, removed afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs for the full-disk test: {mounted.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the filesystem to the last byte; return the file that holds the space."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, b"x" * 1024)
+    except OSError:  # ENOSPC: the disk is full
+        pass
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+@pytest.mark.slow
+async def test_after_a_full_disk_the_store_appends_again_once_there_is_room(
+    small_filesystem: Path,
+) -> None:
+    """Issue 13: a commit that failed for lack of room left the store's version cache
+    moved, so every later append to that stream conflicted until a restart."""
+    async with open_store(f"sqlite://{small_filesystem}/events.db") as store:
+        await append(store, "template-T", 0, [NewEvent(event_id="e1", type="T", data=b"{}")])
+        filler = fill(small_filesystem)
+        big = [
+            NewEvent(event_id=f"big{n}", type="T", data=b'"' + b"x" * 20_000 + b'"')
+            for n in range(4)
+        ]
+        with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+            await append(store, "template-T", 1, big)
+        filler.unlink()  # the admin frees space; no restart
+        appended = await append(
+            store, "template-T", 1, [NewEvent(event_id="e2", type="T", data=b"{}")]
+        )
+        assert appended.version == 2
+        assert [e.event_id for e in await store.read("template-T")] == ["e1", "e2"]

@@ -177,11 +177,7 @@ async def hf_in_process(config: Config, command: str, body: bytes) -> HostFactor
         service = application.service
         given = decode(command, body)
         if isinstance(given, RequestStatus):
-            ids = [
-                r.request_id
-                for r in (given.requests if isinstance(given.requests, list) else [given.requests])
-            ]
-            await service.advance(ids)
+            await service.advance(given.request_ids())
         result = await answer(service, command, body)
         if isinstance(result, RequestAccepted) and command == "requestMachines":
             await service.advance([result.request_id])

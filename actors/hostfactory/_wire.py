@@ -46,6 +46,11 @@ class RequestRef(msgspec.Struct, frozen=True):
 class RequestStatus(msgspec.Struct, frozen=True):
     requests: list[RequestRef] | RequestRef
 
+    def request_ids(self) -> list[str]:
+        """The ids asked about, whether Host Factory sent a list or one object."""
+        listed = self.requests if isinstance(self.requests, list) else [self.requests]
+        return [ref.request_id for ref in listed]
+
 
 class MachineRef(msgspec.Struct, frozen=True):
     name: str = ""

@@ -8,8 +8,6 @@ made here, before the service is asked.
 
 from __future__ import annotations
 
-from typing import Any
-
 from hostsmith.actors.errors import Refused
 from hostsmith.actors.hostfactory import (
     HostFactoryAnswer,
@@ -21,10 +19,6 @@ from hostsmith.actors.hostfactory import (
 from hostsmith.actors.service._hostfactory import HostFactory
 
 
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 async def answer(service: HostFactory, command: str, body: bytes) -> HostFactoryAnswer:
     """Serve one Host Factory call; a HostFactoryError carries the message to show."""
     given = decode(command, body)
@@ -34,7 +28,7 @@ async def answer(service: HostFactory, command: str, body: bytes) -> HostFactory
             raise Refused(f"machineCount must be at least 1, not {count}")
         return await service.request_machines(given.template.template_id, count)
     if isinstance(given, RequestStatus):
-        return await service.get_request_status([r.request_id for r in _listed(given.requests)])
+        return await service.get_request_status(given.request_ids())
     if isinstance(given, Machines):
         machines = given.listed()
         if command == "requestReturnMachines":

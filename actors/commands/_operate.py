@@ -48,7 +48,12 @@ from hostsmith.actors.hostfactory import (
     decode,
 )
 from hostsmith.actors.providers import ProviderRegistry
-from hostsmith.actors.server import configure_logging, serve as serve_daemon, tune_process
+from hostsmith.actors.server import (
+    configure_logging,
+    one_shot_claim,
+    serve as serve_daemon,
+    tune_process,
+)
 from hostsmith.actors.service import (
     Application,
     Config,
@@ -128,14 +133,13 @@ def hf(
         hf_fail(error.message)
     target = url or settings.url
     if target:
-        status, answer_bytes = hf_remote(target, command, body, settings.server.token)
-        print_json(answer_bytes)
-        raise typer.Exit(0 if status == 200 else 1)
+        hf_answer_from(target, command, body, settings.server.token)
     configure_logging(settings.log, stderr_level="warning")
     for warning in settings.warnings:  # stderr: Host Factory reads only stdout
         logging.getLogger("hostsmith.config").warning("%s", warning)
     try:
-        result = trio.run(hf_in_process, settings, command, body)
+        with one_shot_claim(settings.data_path) as daemon:
+            result = None if daemon else trio.run(hf_in_process, settings, command, body)
     except Exception as failure:  # trio hands errors over in exception groups
         answered = as_hostsmith_error(failure, command)
         # One line on stderr; the traceback only at debug level (Host Factory reads stdout).
@@ -143,6 +147,8 @@ def hf(
         log.warning("%s failed: %s", command, answered.message)
         log.debug("%s failed", command, exc_info=failure)
         hf_fail(answered.message)
+    if daemon is not None:  # the data dir's one writer is a daemon: it answers
+        hf_answer_from(daemon.url, command, body, settings.server.token)
     print_json(msgspec.json.encode(result))
 
 
@@ -157,6 +163,12 @@ def print_json(body: bytes) -> None:
     except msgspec.DecodeError:
         text = msgspec.json.encode({"message": body.decode(errors="replace")}).decode()
     sys.stdout.write(text + "\n")
+
+
+def hf_answer_from(url: str, command: str, body: bytes, token: str) -> NoReturn:
+    status, answer_bytes = hf_remote(url, command, body, token)
+    print_json(answer_bytes)
+    raise typer.Exit(0 if status == 200 else 1)
 
 
 def hf_remote(url: str, command: str, body: bytes, token: str) -> tuple[int, bytes]:

@@ -1,10 +1,11 @@
 """The daemon: hypercorn serving the ASGI app on trio, its logs, and its process tuning.
 
 `serve(config)` runs the Host Factory HTTP API (`Api`) over the service
-until it is told to stop. Logging (`configure_logging`) and process tuning
-(`tune_process`: garbage collector and GIL switch interval) are here
-because only hostsmith's own long-running commands set them, never an
-embedding program.
+until it is told to stop, holding its data dir so that it is the one
+writer there (`one_shot_claim` is how a one-shot call finds it).
+Logging (`configure_logging`) and process tuning (`tune_process`: garbage
+collector and GIL switch interval) are here because only hostsmith's own
+long-running commands set them, never an embedding program.
 
 May import: `hostsmith.runtime`, `hostsmith.actors.errors`,
 `hostsmith.actors.hostfactory` and `hostsmith.actors.service`.
@@ -12,6 +13,12 @@ May import: `hostsmith.runtime`, `hostsmith.actors.errors`,
 
 from __future__ import annotations
 
+from hostsmith.actors.server._claim import (
+    DaemonAddress as DaemonAddress,
+    DataDirInUse as DataDirInUse,
+    one_shot_claim as one_shot_claim,
+    read_address as read_address,
+)
 from hostsmith.actors.server._daemon import (
     serve as serve,
 )
@@ -25,4 +32,13 @@ from hostsmith.actors.server._tuning import (
     tune_process as tune_process,
 )
 
-__all__ = ["Api", "configure_logging", "serve", "tune_process"]
+__all__ = [
+    "Api",
+    "DaemonAddress",
+    "DataDirInUse",
+    "configure_logging",
+    "one_shot_claim",
+    "read_address",
+    "serve",
+    "tune_process",
+]

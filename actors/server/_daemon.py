@@ -4,6 +4,9 @@ It opens the application, serves the HTTP API with hypercorn on trio, and
 prints one line, `hostsmith listening on http://HOST:PORT`, once it accepts
 connections (scripts and tests wait for that line, not for a delay).
 
+It claims its data dir first (`_claim`): a second daemon on the same data
+dir refuses to start, naming the first one's pid and URL.
+
 On SIGTERM or SIGINT it shuts down gracefully: hypercorn stops accepting
 and lets calls in flight finish; then the runtime stops, every aggregate
 finishing its queued commands and the journal committing what it holds;
@@ -23,6 +26,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from hostsmith.actors.errors import ConfigError
+from hostsmith.actors.server._claim import claim_data_dir, client_url
 from hostsmith.actors.server._http import Api
 from hostsmith.actors.service import Config, open_application
 
@@ -50,7 +54,7 @@ def check_exposure(config: Config) -> None:
 
 async def serve(config: Config) -> None:
     check_exposure(config)
-    async with open_application(config) as app:
+    async with claim_data_dir(config.data_path) as claim, open_application(config) as app:
         api = Api(app)
         settings = HypercornConfig()
         settings.bind = [f"{config.server.host}:{config.server.port}"]
@@ -69,6 +73,7 @@ async def serve(config: Config) -> None:
                 )
             )
             address = bound[0] if bound else settings.bind[0]
+            claim.publish(client_url("http", config.server.host, _port_of(address)))
             sys.stdout.write(f"hostsmith listening on {address}\n")
             sys.stdout.flush()
             log.info("listening on %s (store %s)", address, config.store_url)
@@ -76,6 +81,10 @@ async def serve(config: Config) -> None:
             log.info("stopping: finishing calls in flight")
         log.info("stopping: flushing the journal")
     log.info("stopped")
+
+
+def _port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
 async def _wait_for_signal(stop: trio.Event) -> None:

@@ -65,9 +65,11 @@ def conflicts_seen(daemon: Daemon) -> float:
 
 def test_two_daemons_on_one_table_lose_no_update(tmp_path: pathlib.Path, moto: str) -> None:
     store = trio.run(prepare, url_for("dynamodb", tmp_path))
-    # One data dir, so one simulated cloud, as two daemons in one site would share one AWS.
-    data_dir = tmp_path / "data"
-    daemons = [Daemon(config_for(tmp_path / name, data_dir, store)).start() for name in ("a", "b")]
+    # Each daemon claims its own data dir (one daemon per data dir); the table is shared.
+    daemons = [
+        Daemon(config_for(tmp_path / name, tmp_path / name / "data", store)).start()
+        for name in ("a", "b")
+    ]
     try:
         asks = [
             subprocess.Popen(

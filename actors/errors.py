@@ -9,7 +9,8 @@ on an error, because that is what Host Factory reads::
 
     HostsmithError                     500  exit 2
     ├── ConfigError                    500  exit 2   the configuration cannot be used
-    │   └── TemplateError              500  exit 2   a templates file or template cannot be used
+    │   ├── TemplateError              500  exit 2   a templates file or template cannot be used
+    │   └── DataDirInUse               500  exit 2   another daemon serves the data dir
     ├── HostFactoryError               400  exit 1   a Host Factory call cannot be served
     │   ├── InvalidInput               400           malformed JSON, or fields that do not fit
     │   ├── UnknownCommand             404           not one of Host Factory's five calls
@@ -39,6 +40,7 @@ from hostsmith.runtime import AskTimeout, ConflictError, PersistFailed, Rejected
 __all__ = [
     "BodyTooLarge",
     "ConfigError",
+    "DataDirInUse",
     "HostFactoryError",
     "HostsmithError",
     "InternalError",
@@ -75,6 +77,10 @@ class ConfigError(HostsmithError):
 
 class TemplateError(ConfigError):
     """A templates file, or one template in it, cannot be used."""
+
+
+class DataDirInUse(ConfigError):
+    """Another hostsmith process holds the data dir: the message names it and what to do."""
 
 
 class HostFactoryError(HostsmithError):

@@ -51,6 +51,7 @@ from hostsmith.runtime._ids import (
 from hostsmith.runtime._journal import (
     Journal as Journal,
     JournalStats as JournalStats,
+    WriteFailure as WriteFailure,
 )
 from hostsmith.runtime._memory import MemoryStore as MemoryStore
 from hostsmith.runtime._registry import (

@@ -65,10 +65,19 @@ class JournalStats(msgspec.Struct):
     largest_batch: int = 0
     conflicts: int = 0
     """Appends refused because another writer got to the stream first."""
+    failed_transactions: int = 0
+    """Batches the store failed to write (nothing of them is durable)."""
 
     @property
     def mean_batch_size(self) -> float:
         return self.appends / self.transactions if self.transactions else 0.0
+
+
+class WriteFailure(msgspec.Struct, frozen=True):
+    """The store is failing writes: what it said last, and since when (trio's clock)."""
+
+    error: str
+    since: float
 
 
 class Journal:
@@ -81,6 +90,9 @@ class Journal:
         self._inbox, self._outbox = trio.open_memory_channel(queue_size)
         self._committed = trio.Event()
         self.last_position = 0
+        self.write_failure: WriteFailure | None = None
+        """Set while the store fails: the latest failure, and when the first began.
+        Cleared by the next batch the store writes."""
 
     async def append(
         self, stream: str, expected_version: int, events: Sequence[NewEvent]
@@ -182,7 +194,11 @@ class Journal:
                 outcomes = await self.store.append_batch([request for request, _ in batch])
         except Exception as failure:
             outcomes = [PersistFailed(request.stream, failure) for request, _ in batch]
+            self.stats.failed_transactions += 1
+            since = self.write_failure.since if self.write_failure else trio.current_time()
+            self.write_failure = WriteFailure(f"{type(failure).__name__}: {failure}", since)
         else:
+            self.write_failure = None
             stats = self.stats
             stats.transactions += 1
             stats.appends += len(batch)

@@ -94,6 +94,9 @@ class FaultyStore(_Forwarding):
       (nothing written), as if another writer had got there first;
     - `delay`: seconds each batch takes (virtual time in tests);
     - `fail_reads`: every `read` raises `OSError`.
+    - `failing`: while set to an exception, every batch raises it (nothing
+      written), as a full disk does until space is freed; set it back to None
+      to heal the store.
 
     Given `chaos` (a seeded `random.Random` and `Chances`), it also misbehaves
     at random, reproducibly: that is the deterministic simulation's journal.
@@ -112,6 +115,7 @@ class FaultyStore(_Forwarding):
         self.delay = delay
         self.chaos = chaos
         self.fail_reads = False
+        self.failing: Exception | None = None
         self._failures = 0
         self._conflicts = 0
         self.batches = 0
@@ -141,6 +145,8 @@ class FaultyStore(_Forwarding):
                 delay += self.chaos[1].stall_for
         if delay:
             await trio.sleep(delay)
+        if self.failing is not None:
+            raise self.failing
         if self._failures or self._roll("failure"):
             self._failures = max(0, self._failures - 1)
             raise OSError("injected write failure")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from hostsmith.actors.server._claim import (
     DaemonAddress as DaemonAddress,
-    DataDirInUse as DataDirInUse,
     one_shot_claim as one_shot_claim,
     read_address as read_address,
 )
@@ -35,7 +34,6 @@ from hostsmith.actors.server._tuning import (
 __all__ = [
     "Api",
     "DaemonAddress",
-    "DataDirInUse",
     "configure_logging",
     "one_shot_claim",
     "read_address",

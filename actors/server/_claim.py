@@ -31,7 +31,7 @@ from typing import IO
 import msgspec
 import trio
 
-from hostsmith.actors.errors import ConfigError
+from hostsmith.actors.errors import ConfigError, DataDirInUse
 
 log = logging.getLogger("hostsmith.daemon")
 
@@ -47,10 +47,6 @@ class DaemonAddress(msgspec.Struct, frozen=True):
     pid: int
     url: str
     started_at: float
-
-
-class DataDirInUse(ConfigError):
-    """Another process holds the data dir: the message names it and what to do."""
 
 
 @dataclass

@@ -5,7 +5,9 @@ framework because there is almost no routing: `POST /api/v1/<command>`
 takes Host Factory's JSON input and answers with Host Factory's JSON
 output, exactly what `hostsmith hf <command>` prints.
 
-- `GET /healthz` answers `{"status": "ok"}`.
+- `GET /healthz` answers 200 `{"status": "ok", ...}` while the store takes
+  writes, and 503 `{"status": "degraded", "store_error": ...}` while it fails
+  them (a full disk), until the next write lands.
 - `GET /metrics` is Prometheus text: Host Factory call latency, mailbox
   depth, actor restarts, journal batches and the provider circuit's state.
 - Bodies larger than `server.max_body` are refused with 413 before they are
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgspec
+import trio
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -82,6 +85,16 @@ class RuntimeCollector(Collector):
             "Appends refused because another writer got to the stream first",
             value=stats.conflicts,
         )
+        yield CounterMetricFamily(
+            "hostsmith_journal_failed_transactions",
+            "Batches the store failed to write",
+            value=stats.failed_transactions,
+        )
+        yield GaugeMetricFamily(
+            "hostsmith_store_failing",
+            "1 while the store fails writes (until its next successful batch)",
+            value=0.0 if runtime.journal.write_failure is None else 1.0,
+        )
         yield GaugeMetricFamily(
             "hostsmith_journal_mean_batch_size",
             "Appends per transaction, on average",
@@ -117,6 +130,25 @@ class Api:
         )
         self.in_flight = 0
 
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """200 while the store takes writes; 503, with its error, while it fails them.
+
+        The journal clears its failure at the next batch the store writes, so a
+        store that recovers (space freed on a full disk) is healthy again with
+        no restart; the request driver's retries are such writes.
+        """
+        failing = self.app.runtime.journal.write_failure
+        circuit = self.app.gateway.breaker.state.value
+        if failing is None:
+            return 200, {"status": "ok", "store": "writable", "provider_circuit": circuit}
+        return 503, {
+            "status": "degraded",
+            "store": "failing writes",
+            "store_error": failing.error,
+            "failing_for_seconds": round(trio.current_time() - failing.since, 1),
+            "provider_circuit": circuit,
+        }
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
@@ -125,7 +157,7 @@ class Api:
             return
         path, method = scope["path"], scope["method"]
         if path == "/healthz":
-            await _respond(send, 200, {"status": "ok"})
+            await _respond(send, *self.health())
             return
         if not self._authorised(scope):
             await _respond(send, 401, {"message": "missing or wrong bearer token"})

@@ -146,6 +146,14 @@ class Driver:
                     records_checked = False
                     await trio.sleep(self.poll_interval)
                     continue
+                except Exception:
+                    # A bug, or a provider that raised outside the error tree: one
+                    # request's trouble must not stop the daemon and every other
+                    # request with it. Logged in full; the step is tried again.
+                    log.exception("request %s: unexpected error; will try again", request_id)
+                    records_checked = False
+                    await trio.sleep(self.poll_interval)
+                    continue
                 await trio.sleep(self._pause(state))
         finally:
             self._driving.discard(request_id)

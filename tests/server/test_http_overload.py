@@ -8,9 +8,7 @@ left running: the timed-out open is cancelled once it lands.
 
 from __future__ import annotations
 
-import json
 import pathlib
-from typing import Any
 
 import trio
 
@@ -19,32 +17,7 @@ from hostsmith.actors.server import Api
 from hostsmith.actors.service import Config, load_templates, open_service
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.service.test_service import SlowToOpen
-
-
-async def post(api: Api, command: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    body = json.dumps(payload).encode()
-    sent: list[dict[str, Any]] = []
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if delivered:
-            await trio.sleep_forever()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": f"/api/v1/{command}",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    await api(scope, receive, send)
-    start, body_message = sent
-    return start["status"], json.loads(body_message["body"])
+from tests.support.asgi import post
 
 
 async def test_an_ask_timeout_is_a_503_and_nothing_is_left_running(

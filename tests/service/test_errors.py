@@ -10,6 +10,7 @@ from hostsmith.actors import errors
 from hostsmith.actors.errors import (
     BodyTooLarge,
     ConfigError,
+    DataDirInUse,
     HostFactoryError,
     HostsmithError,
     InternalError,
@@ -40,7 +41,7 @@ def every_error_class() -> set[type[HostsmithError]]:
 
 def test_every_error_class_has_one_status_and_one_exit_code() -> None:
     by_status_and_exit_code = {
-        (500, 2): {HostsmithError, ConfigError, TemplateError},
+        (500, 2): {HostsmithError, ConfigError, TemplateError, DataDirInUse},
         (400, 1): {HostFactoryError, InvalidInput, Refused},
         (404, 1): {UnknownCommand},
         (413, 1): {BodyTooLarge},

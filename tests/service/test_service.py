@@ -76,11 +76,15 @@ def checked(command: str, answer: T) -> T:
 
 
 async def start_service(
-    tmp_path: pathlib.Path, nursery: trio.Nursery, store: MemoryStore | None = None, **sim: Any
+    tmp_path: pathlib.Path,
+    nursery: trio.Nursery,
+    store: MemoryStore | None = None,
+    cloud_class: type[SimProvider] = SimProvider,
+    **sim: Any,
 ) -> HostFactory:
     runtime_cm = open_runtime(store or MemoryStore(), kinds=[CAPACITY, REQUEST, MACHINE])
     runtime = await nursery_enter(nursery, runtime_cm)
-    cloud = SimProvider(tmp_path / "sim.db", SimSettings(**sim), clock=epoch)
+    cloud = cloud_class(tmp_path / "sim.db", SimSettings(**sim), clock=epoch)
     gateway = Gateway(
         cloud, GatewayPolicy(call_timeout=5.0, attempts=6, failure_threshold=5, reset_timeout=30.0)
     )
@@ -201,6 +205,31 @@ async def test_a_permanent_error_fails_the_request_with_the_providers_message(
     request_id = (await service.request_machines("Broken", 1)).request_id
     entry = await wait_for_status(service, request_id, "complete_with_error")
     assert entry.message == "InvalidAMIID.NotFound: The image id '[ami-bad1]' does not exist"
+
+
+class BuggyOnce(SimProvider):
+    """A provider that raises outside the error tree once: a bug, not a cloud failure."""
+
+    bugs = 1
+
+    async def describe(self, machine_ids: Sequence[str]) -> Any:
+        if self.bugs:
+            self.bugs -= 1
+            raise KeyError("a provider bug")
+        return await super().describe(machine_ids)
+
+
+async def test_a_provider_bug_is_logged_and_neither_stops_the_service_nor_the_request(
+    tmp_path, nursery_, autojump_clock, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    service = await start_service(tmp_path, nursery_, cloud_class=BuggyOnce)
+    request_id = (await service.request_machines("OnDemand", 2)).request_id
+    entry = await wait_for_status(service, request_id, "complete")
+    assert len(entry.machines) == 2
+    (logged,) = [r for r in caplog.records if "unexpected error" in r.getMessage()]
+    assert logged.getMessage() == f"request {request_id}: unexpected error; will try again"
+    assert logged.exc_info is not None
+    assert "a provider bug" in str(logged.exc_info[1])
 
 
 async def test_a_sustained_outage_opens_the_circuit_and_it_recovers(

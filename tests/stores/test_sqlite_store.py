@@ -8,16 +8,16 @@ worth of connections, so they show whether the cache is dropped in time.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hostsmith.runtime import ConflictError, NewEvent, append
 from hostsmith.stores import open_store
+from tests.support.small_disk import fill, small_filesystem
+
+__all__ = ["small_filesystem"]  # a fixture, used by name
 
 
 def event(event_id: str) -> NewEvent:
@@ -47,39 +47,6 @@ async def test_two_connections_on_one_file_never_reuse_a_position_or_version(
             ("a", 3, 5),
             ("a", 4, 6),
         ]
-
-
-@pytest.fixture
-def small_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A real 400 KB filesystem (tmpfs) to fill up; its own mount, removed afterwards."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs for the full-disk test: {mounted.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the filesystem to the last byte; return the file that holds the space."""
-    filler = directory / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(descriptor, b"x" * 1024)
-    except OSError:  # ENOSPC: the disk is full
-        pass
-    finally:
-        os.close(descriptor)
-    return filler
 
 
 @pytest.mark.slow

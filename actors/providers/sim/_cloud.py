@@ -153,7 +153,12 @@ class SimProvider:
         # virtual clock (autojump) run ahead while it works, which breaks the
         # determinism the simulator exists for.
         await trio.lowlevel.checkpoint()
-        return function(*args)
+        try:
+            return function(*args)
+        except sqlite3.OperationalError as error:  # its file: a full disk, a lock held too long
+            raise TransientProviderError(
+                f"the simulated cloud cannot use {self.path}: {error}"
+            ) from error
 
     def _provision(
         self, request_id: str, template: Template, count: int, now: float
@@ -182,7 +187,8 @@ class SimProvider:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                db.execute("ROLLBACK")
             raise
         rows = db.execute(
             "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id", (request_id,)

@@ -25,7 +25,7 @@ import msgspec
 import stamina
 import trio
 
-from hostsmith.actors.errors import ProviderError
+from hostsmith.actors.errors import ProviderError, TransientProviderError
 from hostsmith.actors.hostfactory import StateChange, Template
 from hostsmith.actors.providers._protocol import Provider, Provisioned, ReclaimNotice
 from hostsmith.runtime import CircuitBreaker, CircuitState
@@ -83,6 +83,17 @@ class Gateway:
 
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         return await self._call("reclaim_notices", self.provider.reclaim_notices)
+
+    async def check_access(self) -> None:
+        """Raise the provider's reason when the cloud cannot be used now; once, no retries."""
+        try:
+            with trio.fail_after(self.policy.call_timeout):
+                await self.provider.check_access()
+        except trio.TooSlowError:
+            raise TransientProviderError(
+                f"the {self.provider.name} provider did not confirm its access within "
+                f"{self.policy.call_timeout:g} s"
+            ) from None
 
     async def _call(
         self, operation: str, function: Callable[..., Awaitable[T]], *args: object

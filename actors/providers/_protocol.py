@@ -1,6 +1,6 @@
-"""The provider protocol: the four things hostsmith asks of a cloud.
+"""The provider protocol: the five things hostsmith asks of a cloud.
 
-A provider is anything with these coroutine methods. `sim` and (later) `aws`
+A provider is anything with these coroutine methods. `sim` and `aws`
 implement it; the provider gateway wraps one with retries, a circuit
 breaker, deadlines and a concurrency cap, so a provider itself stays a thin
 translation of the cloud's API.
@@ -13,6 +13,11 @@ translation of the cloud's API.
 - `terminate(machine_ids)`: begin taking machines down (idempotent).
 - `reclaim_notices()`: machines the cloud is about to take back or already
   took, with the seconds of grace left (0 when already gone).
+- `check_access()`: raise a `ProviderError` naming why the cloud cannot be
+  used right now (no credentials, expired ones). It is called as every
+  acquire begins, before anything is recorded, so that Host Factory hears
+  the reason at once rather than "success" and a failure at the next poll;
+  it must be cheap (no call to the cloud when nothing has changed).
 
 Errors are classified at the source: `TransientProviderError` is worth a
 retry (throttling, capacity for now, a 5xx); `PermanentProviderError` is
@@ -52,3 +57,5 @@ class Provider(Protocol):
     async def terminate(self, machine_ids: Sequence[str]) -> None: ...
 
     async def reclaim_notices(self) -> list[ReclaimNotice]: ...
+
+    async def check_access(self) -> None: ...

@@ -136,6 +136,8 @@ class HostFactory:
         if template is None:
             known = ", ".join(sorted(self.templates)) or "none are configured"
             raise Refused(f"unknown templateId {template_id!r} (known: {known})")
+        # Before anything is recorded: no "success" for a request the cloud cannot serve.
+        await self.gateway.check_access()
         request_id = self.new_request_id("req")
         now = self.clock()
         try:

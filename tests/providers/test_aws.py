@@ -20,7 +20,7 @@ import stamina
 import trio
 from botocore.exceptions import ClientError
 
-from hostsmith.actors.errors import PermanentProviderError, redact
+from hostsmith.actors.errors import ConfigError, PermanentProviderError, redact
 from hostsmith.actors.hostfactory import parse_templates
 from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.aws import AwsApi, AwsProvider, AwsSettings, open_aws_provider
@@ -331,21 +331,68 @@ def test_an_unknown_image_or_subnet_fails_the_request_naming_the_field(
     assert trio.run(instance_states, moto) == {}
 
 
-async def test_missing_credentials_say_where_credentials_come_from(
-    moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
-) -> None:
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> dict[str, str]:
+    """Nothing in the credential chain: no keys, profile, files or instance role."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)) as aws:
-        with pytest.raises(
-            PermanentProviderError,
-            match=r"^no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
-            r"AWS_SECRET_ACCESS_KEY, or run where an instance role is available$",
-        ):
-            await aws.provision("req-anonymous", TEMPLATE, 1)
+    nothing = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    for name, value in nothing.items():
+        monkeypatch.setenv(name, value)
+    return nothing
+
+
+NO_CREDENTIALS = (
+    "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+    "[aws] credential_file, or run where an instance role is available"
+)
+
+
+async def test_missing_credentials_are_found_at_start_up_and_say_where_they_come_from(
+    moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    no_credentials(monkeypatch, tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        async with open_aws_provider(AwsSettings(region="us-east-1", endpoint=moto)):
+            pytest.fail("opened without credentials")
+    assert refused.value.message == f"the aws provider cannot start: {NO_CREDENTIALS}"
+
+
+async def test_credentials_are_checked_as_each_acquire_begins() -> None:
+    """A daemon whose credentials went away refuses the next requestMachines at once."""
+
+    async def none_left() -> None:
+        return None
+
+    gateway = Gateway(AwsProvider(AwsApi(ec2=None), credentials=none_left), QUICK)
+    with pytest.raises(PermanentProviderError, match=re.escape(NO_CREDENTIALS)):
+        await gateway.check_access()
+
+
+@pytest.mark.slow
+def test_without_credentials_the_daemon_refuses_to_start_and_hf_answers_the_reason(
+    moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """Found by hand: requestMachines said "Request VM success." and failed at the next poll."""
+    nothing = no_credentials(monkeypatch, tmp_path)
+    config = aws_config(tmp_path, moto, [RUN_INSTANCES])
+    started = hostsmith("serve", "--config", str(config), "--port", "0", environment=nothing)
+    assert started.returncode == 2
+    assert started.stderr.strip().endswith(
+        f"error: the aws provider cannot start: {NO_CREDENTIALS}"
+    )
+    assert "Traceback" not in started.stderr
+    code, answer = hf(
+        "requestMachines",
+        {"template": {"templateId": "run-instances", "machineCount": 1}},
+        config=config,
+        environment=nothing,
+    )
+    assert code == 1
+    assert answer == {"message": f"the aws provider cannot start: {NO_CREDENTIALS}"}
 
 
 def only_an_instance_role(

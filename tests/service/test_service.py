@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from hostsmith.actors.errors import HostFactoryError
+from hostsmith.actors.errors import HostFactoryError, PermanentProviderError
 from hostsmith.actors.hostfactory import (
     CAPACITY,
     MACHINE,
@@ -230,6 +230,25 @@ async def test_a_provider_bug_is_logged_and_neither_stops_the_service_nor_the_re
     assert logged.getMessage() == f"request {request_id}: unexpected error; will try again"
     assert logged.exc_info is not None
     assert "a provider bug" in str(logged.exc_info[1])
+
+
+class NoAccess(SimProvider):
+    """A cloud whose credentials are gone."""
+
+    async def check_access(self) -> None:
+        raise PermanentProviderError("no credentials for this cloud")
+
+
+async def test_an_acquire_the_cloud_cannot_serve_is_refused_before_anything_is_recorded(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    store = MemoryStore()
+    service = await start_service(tmp_path, nursery_, store, cloud_class=NoAccess)
+    before = await store.read_all(0, 10_000)
+    with pytest.raises(PermanentProviderError, match=r"^no credentials for this cloud$"):
+        await service.request_machines("OnDemand", 2)
+    assert await store.read_all(0, 10_000) == before
+    assert (await service.get_available_templates()).templates[0].available_number == 100
 
 
 async def test_a_sustained_outage_opens_the_circuit_and_it_recovers(

@@ -61,6 +61,9 @@ class TinyCloud:
             if machine_id in self.states:
                 self.states[machine_id] = "terminated"
 
+    async def check_access(self) -> None:
+        """A dict needs no credentials."""
+
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         return []
 

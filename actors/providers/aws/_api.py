@@ -83,6 +83,12 @@ def classify_code(code: str, message: str, status: int = 0) -> ProviderError:
     return PermanentProviderError(f"{text} ({hint})" if hint else text)
 
 
+NO_CREDENTIALS = (
+    "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, [aws] credential_file, or run where an instance role is available"
+)
+
+
 def classify(error: Exception) -> ProviderError:
     """Turn whatever aiobotocore raised into a transient or a permanent provider error."""
     from botocore.exceptions import (
@@ -101,10 +107,7 @@ def classify(error: Exception) -> ProviderError:
             str(details.get("Code", "Unknown")), str(details.get("Message", error)), status
         )
     if isinstance(error, NoCredentialsError):
-        return PermanentProviderError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or run where an instance role is available"
-        )
+        return PermanentProviderError(NO_CREDENTIALS)
     if isinstance(error, NoRegionError):
         return PermanentProviderError(
             "no AWS region configured: set [aws] region in the config file, or AWS_REGION"

@@ -22,8 +22,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
 
@@ -36,6 +37,7 @@ from hostsmith.actors.hostfactory import StateChange, Template
 from hostsmith.actors.providers import ProviderContext, ProviderPlugin, Provisioned, ReclaimNotice
 from hostsmith.actors.providers.aws._api import (
     API_TAG,
+    NO_CREDENTIALS,
     REQUEST_TAG,
     AwsApi,
     instance_state as _instance_state,
@@ -81,9 +83,32 @@ def check_template(template: Template) -> None:
 class AwsProvider:
     name = "aws"
 
-    def __init__(self, aws: AwsApi) -> None:
+    def __init__(
+        self, aws: AwsApi, credentials: Callable[[], Awaitable[Any]] | None = None
+    ) -> None:
         self.aws = aws
+        self.credentials = credentials
+        """The session's credential chain (None: the clients' own, unchecked)."""
         self.handlers = {api: handler(aws) for api, handler in HANDLERS.items()}
+
+    async def check_access(self) -> None:
+        """Credentials must be at hand, and refreshable ones must still refresh.
+
+        botocore resolves the chain once (environment, files, instance role)
+        and caches it, so this costs no call to AWS unless temporary
+        credentials are due for renewal.
+        """
+        if self.credentials is None:
+            return
+        found = await self.credentials()
+        if found is None:
+            raise PermanentProviderError(NO_CREDENTIALS)
+        try:
+            await found.get_frozen_credentials()
+        except Exception as error:  # an expired role, an unreachable metadata service
+            raise PermanentProviderError(
+                f"the AWS credentials could not be renewed: {type(error).__name__}: {error}"
+            ) from None
 
     async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
         api = api_of(template)
@@ -156,7 +181,12 @@ async def open_aws_provider(
         session.create_client("autoscaling", config=config, **where) as autoscaling,
         session.create_client("sts", config=config, **where) as sts,
     ):
-        yield AwsProvider(AwsApi(ec2, autoscaling, sts))
+        provider = AwsProvider(AwsApi(ec2, autoscaling, sts), session.get_credentials)
+        try:  # at start-up: a daemon without credentials says so, and does not start
+            await provider.check_access()
+        except PermanentProviderError as missing:
+            raise ConfigError(f"the aws provider cannot start: {missing.message}") from None
+        yield provider
 
 
 PLUGIN = ProviderPlugin(

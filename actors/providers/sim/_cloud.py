@@ -124,6 +124,9 @@ class SimProvider:
         await self._call("terminate", ",".join(machine_ids))
         await self._thread(self._terminate, list(machine_ids), self.clock())
 
+    async def check_access(self) -> None:
+        """The simulated cloud needs no credentials."""
+
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         await self._call("reclaim_notices", "")
         return await self._thread(self._reclaim_notices, self.clock())

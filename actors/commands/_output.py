@@ -87,6 +87,7 @@ def show(report: msgspec.Struct, as_json: bool) -> None:
     if isinstance(per_call, dict) and fields.get("cycle") is not None:
         per_call = per_call | {"whole cycle": fields["cycle"]}
     fields.pop("cycle", None)
+    reasons = fields.pop("error_reasons", None)
     for key, value in fields.items():
         shown.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     console.print(shown)
@@ -96,3 +97,10 @@ def show(report: msgspec.Struct, as_json: bool) -> None:
             row = msgspec.structs.astuple(figures)
             calls.add_row(command, *(f"{v:,}" for v in row))
         console.print(calls)
+    if reasons:
+        grouped = Table("errors", "kind", "calls", "reason (an example)", title="errors by reason")
+        for group in reasons:
+            grouped.add_row(
+                f"{group.count:,}", group.kind, ", ".join(group.commands), group.example
+            )
+        console.print(grouped)

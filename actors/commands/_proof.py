@@ -21,6 +21,7 @@ import msgspec
 import trio
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from hostsmith.actors.commands._output import (
@@ -223,6 +224,9 @@ def _hostfactory_load(
             shape=shape,
             on_tick=on_tick,
             recorder=recorder,
+            on_warning=lambda text: stderr.print(
+                f"[bold yellow]warning:[/] {escape(text)}", highlight=False
+            ),
         )
         return done, recorder
 
@@ -235,12 +239,15 @@ def _hostfactory_load(
 
 
 def progress_table(recorder: Recorder, elapsed: float) -> Table:
-    """The live display: throughput so far, and each call's p50, p99 and errors."""
+    """The live display: offered and achieved rates, each call's p50, p99 and errors,
+    and the most frequent reasons for the errors."""
     errored = sum(recorder.errors.values())
+    per_second = max(elapsed, 1e-9)
     shown = Table(
         "call", "calls", "p50 ms", "p99 ms", "errors",
-        title=f"{elapsed:.1f} s: {recorder.cycles} cycles "
-        f"({recorder.cycles / max(elapsed, 1e-9):.1f}/s), {errored} errors",
+        title=f"{elapsed:.1f} s: {len(recorder.offered)} cycles offered "
+        f"({len(recorder.offered) / per_second:.1f}/s), {recorder.cycles} completed "
+        f"({recorder.cycles / per_second:.1f}/s), {errored} errors",
     )  # fmt: skip
     for command, figures in recorder.figures().items():
         shown.add_row(
@@ -249,6 +256,11 @@ def progress_table(recorder: Recorder, elapsed: float) -> Table:
             f"{figures.p50_ms:.2f}",
             f"{figures.p99_ms:.2f}",
             str(figures.errors),
+        )
+    reasons = recorder.error_reasons()[:3]
+    if reasons:
+        shown.caption = "\n".join(
+            f"{group.count:,} x {group.kind}: {group.reason}" for group in reasons
         )
     return shown
 

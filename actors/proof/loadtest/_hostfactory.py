@@ -29,7 +29,9 @@ at; the tests point it at 127.0.0.1.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -39,11 +41,13 @@ import msgspec
 import trio
 from hdrh.histogram import HdrHistogram
 
-from hostsmith.actors.errors import HostFactoryError
+from hostsmith.actors.errors import ConfigError, HostFactoryError
 from hostsmith.actors.hostfactory import COMMANDS
 from hostsmith.actors.service import Config, HostFactory, answer, open_application
 from hostsmith.runtime import ActorRef, Envelope, open_runtime
 from hostsmith.stores import open_store
+
+log = logging.getLogger("hostsmith.loadtest")
 
 HostFactoryCall = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """(command, payload) -> the answer; raises `CallFailed` when the call fails."""
@@ -57,6 +61,15 @@ class CallFailed(Exception):
         self.kind = kind
 
 
+_IDS = re.compile(r"\b(?:req|ret|i|sim|tiny)-[0-9a-zA-Z-]+")
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def reason_of(message: str) -> str:
+    """`message` with request and machine ids and numbers masked: like failures group."""
+    return _NUMBERS.sub("N", _IDS.sub("ID", message))
+
+
 class CallFigures(msgspec.Struct, kw_only=True):
     calls: int
     errors: int
@@ -64,6 +77,19 @@ class CallFigures(msgspec.Struct, kw_only=True):
     p90_ms: float
     p99_ms: float
     max_ms: float
+
+
+class ErrorReason(msgspec.Struct, kw_only=True):
+    """Failed calls that failed the same way: the kind, the reason, how many, one example."""
+
+    kind: str
+    """How it failed: `http-503`, `refused`, `ReadTimeout`, ..."""
+    reason: str
+    """The message with its ids and numbers masked, so that like failures group."""
+    count: int
+    example: str
+    """One message as it came, ids and numbers included."""
+    commands: list[str]
 
 
 class HostFactoryReport(msgspec.Struct, kw_only=True):
@@ -76,11 +102,18 @@ class HostFactoryReport(msgspec.Struct, kw_only=True):
     cycles: int
     machines_per_request: int
     elapsed_s: float
+    offered_cycles: int
+    """Cycles begun (closed loop) or offered on schedule (open loop)."""
+    offered_per_s: float
     cycles_per_s: float
+    """Cycles completed per second: what the system achieved."""
     cycle: CallFigures | None
     """Whole cycles, timed from when each should have started."""
     calls: dict[str, CallFigures]
     errors: dict[str, int]
+    """Failed calls by kind."""
+    error_reasons: list[ErrorReason]
+    """Failed calls grouped by kind and reason, the most frequent first."""
 
 
 _TIMELINE_LIMIT = 2_000_000
@@ -106,12 +139,17 @@ class Recorder:
         self.cycle_histogram = _histogram()
         self.errors: dict[str, int] = {}
         self.errors_by_command: dict[str, int] = dict.fromkeys(COMMANDS, 0)
+        self.reasons: dict[tuple[str, str], ErrorReason] = {}
         self.cycles = 0
+        self.offered: list[float] = []
+        """When each cycle was offered (seconds since `began`): the load asked for."""
+        self.completed: list[float] = []
+        """When each cycle completed (seconds since `began`): the load achieved."""
         self.acknowledged: list[str] = []
         """Every request id hostsmith answered with, acquire and return alike."""
         self.began = trio.current_time()
-        self.timeline: list[tuple[float, str, float]] = []
-        """(seconds since `began`, command, milliseconds) for each call, up to a limit."""
+        self.timeline: list[tuple[float, str, float, bool]] = []
+        """(seconds since `began`, command, milliseconds, succeeded) per call, up to a limit."""
 
     async def timed(
         self,
@@ -122,21 +160,48 @@ class Recorder:
     ) -> Any:
         """Make the call and record it; `since` backdates its start (open loop)."""
         began = trio.current_time() if since is None else since
+        succeeded = False
         try:
-            return await call(command, payload)
+            result = await call(command, payload)
+            succeeded = True
+            return result
         except CallFailed as failure:
-            self.errors[failure.kind] = self.errors.get(failure.kind, 0) + 1
-            self.errors_by_command[command] += 1
+            self.failed(command, failure)
             raise
         finally:
             ended = trio.current_time()
             self.histograms[command].record_value(_micros(ended - began))
             if len(self.timeline) < _TIMELINE_LIMIT:
-                self.timeline.append((ended - self.began, command, (ended - began) * 1000))
+                entry = (ended - self.began, command, (ended - began) * 1000, succeeded)
+                self.timeline.append(entry)
+
+    def failed(self, command: str, failure: CallFailed) -> None:
+        self.errors[failure.kind] = self.errors.get(failure.kind, 0) + 1
+        self.errors_by_command[command] += 1
+        message = str(failure)
+        key = (failure.kind, reason_of(message))
+        group = self.reasons.get(key)
+        if group is None:
+            group = self.reasons[key] = ErrorReason(
+                kind=failure.kind, reason=key[1], count=0, example=message, commands=[]
+            )
+        group.count += 1
+        if command not in group.commands:
+            group.commands.append(command)
+
+    def error_reasons(self) -> list[ErrorReason]:
+        return sorted(self.reasons.values(), key=lambda group: -group.count)
+
+    def cycle_offered(self, at: float) -> None:
+        if len(self.offered) < _TIMELINE_LIMIT:
+            self.offered.append(at - self.began)
 
     def cycle_done(self, began: float) -> None:
         self.cycles += 1
-        self.cycle_histogram.record_value(_micros(trio.current_time() - began))
+        now = trio.current_time()
+        self.cycle_histogram.record_value(_micros(now - began))
+        if len(self.completed) < _TIMELINE_LIMIT:
+            self.completed.append(now - self.began)
 
     def figures(self) -> dict[str, CallFigures]:
         return {
@@ -183,6 +248,7 @@ async def one_cycle(
 ) -> None:
     """Request, poll, return, poll, check returns; a failed call ends the cycle (counted)."""
     began = trio.current_time() if since is None else since
+    recorder.cycle_offered(began)
     try:
         asked = await recorder.timed(
             call,
@@ -294,11 +360,19 @@ async def over_http(url: str, token: str = "") -> AsyncIterator[HostFactoryCall]
             except httpx.HTTPError as error:
                 raise CallFailed(type(error).__name__, str(error)) from None
             if response.status_code != 200:
-                raise CallFailed(f"http-{response.status_code}", response.text[:200])
+                raise CallFailed(f"http-{response.status_code}", _message_of(response))
             result: dict[str, Any] = response.json()
             return result
 
         yield call
+
+
+def _message_of(response: httpx.Response) -> str:
+    """The `message` of hostsmith's JSON error, or the start of whatever came back."""
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -315,6 +389,39 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
 
 Tick = Callable[[Recorder, float], None]
 
+
+async def check_capacity(
+    call: HostFactoryCall, target: str, offer: Offer, shape: CycleShape
+) -> str | None:
+    """Refuse a template the target does not offer; warn when the load outgrows it.
+
+    Each client holds up to `shape.machines` machines at once, so more than
+    `availableNumber` of them in flight are refused by design: the run would
+    measure refusals. Said before the run, not discovered in its error count.
+    """
+    try:
+        offered = await call("getAvailableTemplates", {})
+    except CallFailed as failure:
+        raise ConfigError(f"{target} did not list its templates: {failure}") from None
+    templates = {t["templateId"]: t for t in offered.get("templates", [])}
+    template = templates.get(shape.template_id)
+    if template is None:
+        known = ", ".join(sorted(templates)) or "none"
+        raise ConfigError(
+            f"--template {shape.template_id!r} is not offered by {target} (it offers: {known})"
+        )
+    wanted = offer.clients * shape.machines
+    available = int(template.get("availableNumber", 0))
+    if wanted <= available:
+        return None
+    return (
+        f"template {shape.template_id} has {available} machines available, but "
+        f"{offer.clients} clients x {shape.machines} machines may hold {wanted} at once: "
+        "requests beyond what is available are refused (and counted as errors); "
+        "raise its maxNumber, choose another --template, or offer fewer --concurrency"
+    )
+
+
 _ASK_LIMIT = 24 * 3600.0  # a cycle is bounded by its polls; this only guards the harness
 
 
@@ -326,6 +433,7 @@ async def run_hostfactory(
     shape: CycleShape,
     on_tick: Tick | None = None,
     recorder: Recorder | None = None,
+    on_warning: Callable[[str], None] = log.warning,
 ) -> HostFactoryReport:
     async with AsyncExitStack() as connections:
         if target == "in-process":
@@ -335,6 +443,8 @@ async def run_hostfactory(
                 await connections.enter_async_context(over_http(target, config.server.token))
                 for _ in range(offer.clients)
             ]
+        if warning := await check_capacity(calls[0], target, offer, shape):
+            on_warning(warning)
         # the client actors' runtime
         async with open_store("memory://") as nowhere, open_runtime(nowhere, kinds=[]) as runtime:
             recorder = recorder or Recorder()
@@ -374,11 +484,22 @@ async def run_hostfactory(
         cycles=recorder.cycles,
         machines_per_request=shape.machines,
         elapsed_s=round(elapsed, 3),
+        offered_cycles=len(recorder.offered),
+        offered_per_s=round(len(recorder.offered) / _offering_seconds(recorder, offer, elapsed), 2),
         cycles_per_s=round(recorder.cycles / elapsed, 2),
         cycle=_figures(cycle) if cycle.get_total_count() else None,
         calls=recorder.figures(),
         errors=recorder.errors,
+        error_reasons=recorder.error_reasons(),
     )
+
+
+def _offering_seconds(recorder: Recorder, offer: Offer, elapsed: float) -> float:
+    """How long load was offered for: the schedule's span, not the drain after it."""
+    if len(recorder.offered) < 2:
+        return elapsed
+    span = max(recorder.offered) - min(recorder.offered)
+    return span + 1 / offer.rate if offer.rate else max(span, 1e-9)
 
 
 async def _closed_loop(client: ActorRef, offer: Offer) -> None:

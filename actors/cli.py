@@ -20,6 +20,7 @@ import typer
 
 from hostsmith.actors.commands import (
     config_check,
+    config_reference,
     console,
     crash,
     events,
@@ -78,7 +79,9 @@ app.command()(serve)
 app.command()(hf)
 app.command()(install)
 # Looking inside.
-group("config", "Inspect the configuration.").command("check")(config_check)
+config = group("config", "Inspect the configuration, and the reference of every setting.")
+config.command("check")(config_check)
+config.command("reference")(config_reference)
 templates = group("templates", "The configured Host Factory templates.")
 templates.command("list")(templates_list)
 templates.command("check")(templates_check)

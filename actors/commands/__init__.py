@@ -14,6 +14,7 @@ from __future__ import annotations
 from hostsmith.actors.commands._install import install as install
 from hostsmith.actors.commands._operate import (
     config_check as config_check,
+    config_reference as config_reference,
     events as events,
     hf as hf,
     machines_list as machines_list,
@@ -41,6 +42,7 @@ from hostsmith.actors.commands._stores import (
 
 __all__ = [
     "config_check",
+    "config_reference",
     "console",
     "crash",
     "events",

@@ -58,10 +58,13 @@ from hostsmith.actors.service import (
     Application,
     Config,
     answer,
+    as_markdown,
+    as_toml,
     describe,
     load_config,
     open_application,
     read_templates_file,
+    settings_reference,
 )
 from hostsmith.runtime import RuntimeFault, StoredEvent
 from hostsmith.stores import (
@@ -205,6 +208,31 @@ def config_check(config: ConfigOption = None) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode() + "\n")
     if settings.unknown_settings:  # ignored elsewhere, so that no call fails; an error here
         fail("; ".join(settings.unknown_settings))
+
+
+class ReferenceFormat(enum.StrEnum):
+    markdown = "markdown"
+    toml = "toml"
+
+
+def config_reference(
+    output_format: Annotated[
+        ReferenceFormat,
+        typer.Option(
+            "--format",
+            help="markdown (docs/config.md) or toml (docs/hostsmith.example.toml).",
+        ),
+    ] = ReferenceFormat.markdown,
+) -> None:
+    """Every setting: its default, type, environment variable and meaning.
+
+    Generated from the config structs of hostsmith and of each installed
+    provider; `docs/config.md` and `docs/hostsmith.example.toml` are this
+    command's output.
+    """
+    settings = settings_reference()
+    render = as_toml if output_format is ReferenceFormat.toml else as_markdown
+    sys.stdout.write(render(settings))
 
 
 def templates_check(

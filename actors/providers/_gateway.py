@@ -42,8 +42,11 @@ class GatewayPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     call_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     """Seconds one attempt may take."""
     attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
+    """Tries of one provider call on transient errors, the first included."""
     wait_initial: Annotated[float, msgspec.Meta(ge=0)] = 0.2
+    """Seconds before the first retry; the wait grows exponentially, with jitter."""
     wait_max: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    """The longest wait between two retries, in seconds."""
     failure_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
     """Consecutive transient failures that open the circuit."""
     reset_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0

@@ -32,6 +32,13 @@ from hostsmith.actors.service._hostfactory import (
     RequestSettings as RequestSettings,
     random_request_id as random_request_id,
 )
+from hostsmith.actors.service._reference import (
+    Setting as Setting,
+    as_markdown as as_markdown,
+    as_toml as as_toml,
+    settings_reference as settings_reference,
+    undocumented as undocumented,
+)
 from hostsmith.actors.service._wiring import (
     Application as Application,
     open_application as open_application,
@@ -46,7 +53,10 @@ __all__ = [
     "Log",
     "RequestSettings",
     "Server",
+    "Setting",
     "answer",
+    "as_markdown",
+    "as_toml",
     "describe",
     "load_config",
     "load_templates",
@@ -54,4 +64,6 @@ __all__ = [
     "open_service",
     "random_request_id",
     "read_templates_file",
+    "settings_reference",
+    "undocumented",
 ]

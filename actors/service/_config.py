@@ -46,20 +46,37 @@ EXAMPLE_TEMPLATES = pathlib.Path(__file__).with_name("example_templates.json")
 
 
 class Server(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[server]` section: where the daemon listens, and who may call it."""
+
     host: str = "127.0.0.1"
+    """Address the daemon binds; beyond loopback it needs `token` (and should have TLS)."""
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8642
+    """TCP port the daemon listens on."""
     token: str = ""
     """Bearer token the API requires; mandatory when binding beyond loopback."""
     max_body: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    """Largest request body accepted, in bytes; larger ones get 413."""
+    tls_cert: str = ""
+    """PEM certificate (chain) file; with `tls_key`, the daemon serves HTTPS only."""
+    tls_key: str = ""
+    """PEM private key file of `tls_cert`."""
+    tls_ca: str = ""
+    """CA bundle that `hostsmith hf` trusts for an https daemon; empty: the system's."""
 
 
 class Log(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[log]` section: how much the daemon says, and where."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """The least severe level logged; every Host Factory call is one line at info."""
     format: Literal["text", "json"] = "text"
+    """`text` for people, `json` (one object per line) for log collectors."""
     file: str = ""
     """Also write logs here, rotated at `max_bytes` with `backups` kept."""
     max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 10_485_760
+    """Size at which `file` is rotated, in bytes."""
     backups: Annotated[int, msgspec.Meta(ge=0)] = 5
+    """Rotated log files kept beside `file`."""
     slow_ms: Annotated[float, msgspec.Meta(ge=0)] = 500.0
     """Host Factory calls slower than this are logged as slow."""
 
@@ -171,7 +188,8 @@ def load_config(
     warnings = []
     if host_factory is not None:
         warnings = apply_host_factory_files(raw, host_factory, providers)
-    raw.setdefault("data_dir", default_data_dir(environ))
+    if not raw.get("data_dir"):  # absent or "": the default, for this environment
+        raw["data_dir"] = default_data_dir(environ)
     source = f"config file {path}" if path else "configuration"
     sections = {name: raw.pop(name) for name in list(raw) if name in providers.names()}
     for derived in DERIVED:  # not settings: filled in below
@@ -205,15 +223,23 @@ def default_data_dir(environ: Mapping[str, str]) -> str:
 
 def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> None:
     """Paths in a config file are relative to the file, never to the current directory."""
-    for holder, key in ((raw, "data_dir"), (raw, "templates"), (raw.get("log"), "file")):
+    server = raw.get("server")
+    for holder, key in (
+        (raw, "data_dir"),
+        (raw, "templates"),
+        (raw.get("log"), "file"),
+        (server, "tls_cert"),
+        (server, "tls_key"),
+        (server, "tls_ca"),
+    ):
         if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
             holder[key] = str(base / pathlib.Path(holder[key]).expanduser())
 
 
 NOT_SETTINGS = {"HOSTSMITH_CONFIG", "HOSTSMITH_BIN"}
+"""Variables the Host Factory scripts read themselves."""
 DERIVED = ("providers", "warnings", "host_factory", "unknown_settings")
 """Config fields that are filled in by `load_config`, never set by the admin."""
-"""Variables the Host Factory scripts read themselves."""
 
 
 def _apply_environment(

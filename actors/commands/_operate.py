@@ -12,6 +12,7 @@ import enum
 import errno
 import logging
 import pathlib
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ from hostsmith.actors.server import (
 from hostsmith.actors.service import (
     Application,
     Config,
+    Server,
     answer,
     as_markdown,
     as_toml,
@@ -136,7 +138,7 @@ def hf(
         hf_fail(error.message)
     target = url or settings.url
     if target:
-        hf_answer_from(target, command, body, settings.server.token)
+        hf_answer_from(target, command, body, settings.server)
     configure_logging(settings.log, stderr_level="warning")
     for warning in settings.warnings:  # stderr: Host Factory reads only stdout
         logging.getLogger("hostsmith.config").warning("%s", warning)
@@ -151,7 +153,7 @@ def hf(
         log.debug("%s failed", command, exc_info=failure)
         hf_fail(answered.message)
     if daemon is not None:  # the data dir's one writer is a daemon: it answers
-        hf_answer_from(daemon.url, command, body, settings.server.token)
+        hf_answer_from(daemon.url, command, body, settings.server)
     print_json(msgspec.json.encode(result))
 
 
@@ -168,19 +170,25 @@ def print_json(body: bytes) -> None:
     sys.stdout.write(text + "\n")
 
 
-def hf_answer_from(url: str, command: str, body: bytes, token: str) -> NoReturn:
-    status, answer_bytes = hf_remote(url, command, body, token)
+def hf_answer_from(url: str, command: str, body: bytes, server: Server) -> NoReturn:
+    status, answer_bytes = hf_remote(url, command, body, server.token, server.client_tls())
     print_json(answer_bytes)
     raise typer.Exit(0 if status == 200 else 1)
 
 
-def hf_remote(url: str, command: str, body: bytes, token: str) -> tuple[int, bytes]:
+def hf_remote(
+    url: str, command: str, body: bytes, token: str, tls: ssl.SSLContext | bool = True
+) -> tuple[int, bytes]:
     headers = {"content-type": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
     try:
         response = httpx.post(
-            f"{url.rstrip('/')}/api/v1/{command}", content=body, headers=headers, timeout=60
+            f"{url.rstrip('/')}/api/v1/{command}",
+            content=body,
+            headers=headers,
+            timeout=60,
+            verify=tls,
         )
     except httpx.HTTPError as error:
         hf_fail(f"cannot reach the hostsmith daemon at {url}: {error}")

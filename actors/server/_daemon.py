@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from functools import partial
@@ -45,10 +46,22 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(config: Config) -> None:
-    if not is_loopback(config.server.host) and not config.server.token:
+    server = config.server
+    if not is_loopback(server.host) and not server.token:
         raise ConfigError(
-            f"server.host {config.server.host!r} is not a loopback address: set server.token "
+            f"server.host {server.host!r} is not a loopback address: set server.token "
             "(or HOSTSMITH_SERVER_TOKEN) so that callers must authenticate"
+        )
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("set both server.tls_cert and server.tls_key for HTTPS, or neither")
+    for name, path in (("tls_cert", server.tls_cert), ("tls_key", server.tls_key)):
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"server.{name} {path}: the file cannot be read by this user")
+    if not is_loopback(server.host) and not server.tls_cert:
+        log.warning(
+            "serving %s without TLS: the bearer token and every call cross the network in "
+            "clear; set server.tls_cert and server.tls_key, or put a TLS proxy in front",
+            server.host,
         )
 
 
@@ -61,6 +74,8 @@ async def serve(config: Config) -> None:
         settings.accesslog = None
         settings.errorlog = logging.getLogger("hypercorn.error")
         settings.graceful_timeout = 30.0
+        if config.server.tls_cert:
+            settings.certfile, settings.keyfile = config.server.tls_cert, config.server.tls_key
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
@@ -73,7 +88,8 @@ async def serve(config: Config) -> None:
                 )
             )
             address = bound[0] if bound else settings.bind[0]
-            claim.publish(client_url("http", config.server.host, _port_of(address)))
+            scheme = "https" if config.server.tls_cert else "http"
+            claim.publish(client_url(scheme, config.server.host, _port_of(address)))
             sys.stdout.write(f"hostsmith listening on {address}\n")
             sys.stdout.flush()
             log.info("listening on %s (store %s)", address, config.store_url)

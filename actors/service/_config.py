@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import os
 import pathlib
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -62,6 +63,13 @@ class Server(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """PEM private key file of `tls_cert`."""
     tls_ca: str = ""
     """CA bundle that `hostsmith hf` trusts for an https daemon; empty: the system's."""
+
+    def client_tls(self) -> ssl.SSLContext:
+        """How a client of this daemon checks its certificate: against `tls_ca`, or the system's."""
+        try:
+            return ssl.create_default_context(cafile=self.tls_ca or None)
+        except OSError as error:
+            raise ConfigError(f"server.tls_ca {self.tls_ca}: {error.strerror or error}") from None
 
 
 class Log(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

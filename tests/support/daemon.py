@@ -87,6 +87,7 @@ class Daemon:
         assert line.startswith("hostsmith listening on "), line + (
             self.process.stderr.read() if self.process.stderr else ""
         )
+        self.url = line.removeprefix("hostsmith listening on ").strip()  # https with TLS
         return self
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> int:

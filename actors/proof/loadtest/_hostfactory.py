@@ -32,6 +32,7 @@ import functools
 import logging
 import math
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -340,7 +341,9 @@ async def in_process(config: Config) -> AsyncIterator[HostFactoryCall]:
 
 
 @asynccontextmanager
-async def over_http(url: str, token: str = "") -> AsyncIterator[HostFactoryCall]:
+async def over_http(
+    url: str, token: str = "", tls: ssl.SSLContext | bool = True
+) -> AsyncIterator[HostFactoryCall]:
     """Calls to a running daemon's HTTP API, over a connection of their own.
 
     Each simulated Host Factory opens its own client, as each real one is its
@@ -351,7 +354,7 @@ async def over_http(url: str, token: str = "") -> AsyncIterator[HostFactoryCall]
     headers = {"authorization": f"Bearer {token}"} if token else {}
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
     async with httpx.AsyncClient(
-        base_url=url.rstrip("/"), headers=headers, timeout=60, limits=limits
+        base_url=url.rstrip("/"), headers=headers, timeout=60, limits=limits, verify=tls
     ) as client:
 
         async def call(command: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -440,7 +443,9 @@ async def run_hostfactory(
             calls = [await connections.enter_async_context(in_process(config))] * offer.clients
         else:
             calls = [
-                await connections.enter_async_context(over_http(target, config.server.token))
+                await connections.enter_async_context(
+                    over_http(target, config.server.token, config.server.client_tls())
+                )
                 for _ in range(offer.clients)
             ]
         if warning := await check_capacity(calls[0], target, offer, shape):

@@ -16,11 +16,22 @@ setup:
     @if [ ! -f {{venv}}/.installed ] || [ pyproject.toml -nt {{venv}}/.installed ]; then \
         {{python}} -m pip install --quiet --disable-pip-version-check --upgrade pip && \
         {{python}} -m pip install --quiet --disable-pip-version-check -e '.[dev]' && \
-        touch {{venv}}/.installed; \
+        touch {{venv}}/.installed {{venv}}/.installed-daemon; \
+    fi
+
+# Create .venv and install hostsmith with only what the daemon needs: no test tools (skipped when up to date)
+install:
+    @test -x {{python}} || { echo "hostsmith: creating the virtualenv .venv with $(python3 --version)"; python3 -m venv {{venv}}; }
+    @if [ ! -f {{venv}}/.installed-daemon ] || [ pyproject.toml -nt {{venv}}/.installed-daemon ]; then \
+        echo "hostsmith: installing hostsmith and what the daemon needs into .venv (a minute the first time)"; \
+        {{python}} -m pip install --disable-pip-version-check --progress-bar off -e . \
+            | grep --line-buffered -E '^(Collecting|Successfully installed)' || true; \
+        {{python}} -c 'import hostsmith.actors.cli' && touch {{venv}}/.installed-daemon && \
+        echo "hostsmith: installed; starting the daemon"; \
     fi
 
 # Run the daemon on the embedded defaults: SQLite in ~/.local/share/hostsmith, the simulated cloud, the example templates
-run *ARGS: setup
+run *ARGS: install
     {{hostsmith}} serve {{ARGS}}
 
 # Lint and type-check, then run the whole test suite

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from hostsmith.actors.commands import (
+    backup,
     config_check,
     config_reference,
     console,
@@ -32,6 +33,7 @@ from hostsmith.actors.commands import (
     migrate,
     requests_list,
     requests_show,
+    restore,
     serve,
     simulate,
     soak,
@@ -93,6 +95,8 @@ app.command()(events)
 # Stores.
 group("stores", "Event stores.").command("init")(stores_init)
 app.command()(migrate)
+app.command()(backup)
+app.command()(restore)
 # Proof: load, simulation, soak, crashes.
 app.command()(loadtest)
 app.command()(simulate)

@@ -6,6 +6,13 @@ from another package can run it too.
 """
 
 from hostsmith.stores._aws import aws_session as aws_session
+from hostsmith.stores._backup import (
+    BackupError as BackupError,
+    BackupManifest as BackupManifest,
+    back_up as back_up,
+    read_manifest as read_manifest,
+    restore as restore,
+)
 from hostsmith.stores._migrate import (
     MigrationError as MigrationError,
     MigrationReport as MigrationReport,
@@ -17,13 +24,18 @@ from hostsmith.stores._open import init_store as init_store, open_store as open_
 from hostsmith.stores._sqlite import SQLiteStore as SQLiteStore
 
 __all__ = [
+    "BackupError",
+    "BackupManifest",
     "MigrationError",
     "MigrationReport",
     "SQLiteStore",
     "Verification",
     "aws_session",
+    "back_up",
     "init_store",
     "migrate",
     "open_store",
+    "read_manifest",
+    "restore",
     "verify",
 ]

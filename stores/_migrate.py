@@ -90,7 +90,7 @@ async def _count(store: EventStore, batch: int) -> int:
     return count
 
 
-async def _agreed_prefix(source: EventStore, target: EventStore, batch: int) -> int:
+async def agreed_prefix(source: EventStore, target: EventStore, batch: int) -> int:
     """How many events the target already holds; refuse if they differ from the source's."""
     held = 0
     while theirs := await target.read_all(held, batch):
@@ -119,7 +119,7 @@ async def migrate(
     progress: Progress | None = None,
 ) -> MigrationReport:
     total = await _count(source, batch)
-    done = resumed = await _agreed_prefix(source, target, batch)
+    done = resumed = await agreed_prefix(source, target, batch)
     if progress:
         progress(done, total)
     while events := await source.read_all(done, batch):

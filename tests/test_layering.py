@@ -101,14 +101,19 @@ def test_the_runtime_public_surface_is_pinned() -> None:
 
 def test_the_stores_public_surface_is_pinned() -> None:
     assert sorted(hostsmith.stores.__all__) == [
+        "BackupError",
+        "BackupManifest",
         "MigrationError",
         "MigrationReport",
         "SQLiteStore",
         "Verification",
         "aws_session",
+        "back_up",
         "init_store",
         "migrate",
         "open_store",
+        "read_manifest",
+        "restore",
         "verify",
     ]
 

@@ -36,11 +36,14 @@ from hostsmith.actors.commands._proof import (
     soak as soak,
 )
 from hostsmith.actors.commands._stores import (
+    backup as backup,
     migrate as migrate,
+    restore as restore,
     stores_init as stores_init,
 )
 
 __all__ = [
+    "backup",
     "config_check",
     "config_reference",
     "console",
@@ -54,6 +57,7 @@ __all__ = [
     "migrate",
     "requests_list",
     "requests_show",
+    "restore",
     "serve",
     "simulate",
     "soak",

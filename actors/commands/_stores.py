@@ -1,4 +1,4 @@
-"""The store commands: `stores init` and `migrate` (with `--verify-only`).
+"""The store commands: `stores init`, `migrate` (with `--verify-only`), `backup` and `restore`.
 
 Migration shows a progress bar on a terminal and a line per batch
 otherwise, and ends with the verification table (or JSON); a difference
@@ -7,6 +7,8 @@ between the stores is an error naming the first streams that differ.
 
 from __future__ import annotations
 
+import functools
+import pathlib
 import sys
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -24,18 +26,25 @@ from rich.progress import (
 )
 
 from hostsmith.actors.commands._output import (
+    ConfigOption,
+    JsonOption,
+    configuration,
     fail,
     positive,
     stderr,
     table,
 )
+from hostsmith.actors.errors import HostsmithError
+from hostsmith.actors.server import one_shot_claim
 from hostsmith.runtime import RuntimeFault
 from hostsmith.stores import (
     MigrationReport,
     Verification,
+    back_up,
     init_store,
     migrate as migrate_store,
     open_store,
+    restore as restore_store,
     verify,
 )
 
@@ -126,3 +135,89 @@ async def run_migration(
                     stderr.print(f"copied {done} of {total} events", highlight=False)
 
             return await migrate_store(source, target, batch=batch, progress=advance)
+
+
+def backup(
+    destination: Annotated[
+        pathlib.Path, typer.Argument(help="A new (or empty) folder for the backup.")
+    ],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Back up the event store (and the provider's files in the data dir), safely while live.
+
+    The copy is consistent: the store as it was at one commit (SQLite's online
+    backup), taken without stopping the daemon or holding up its writes. It is
+    checked before the command ends, and `backup.json` beside it says what it
+    holds. `hostsmith restore FOLDER` puts it back.
+    """
+    settings = configuration(config)
+    try:
+        also = provider_files(settings.data_path, settings.store_url)
+        manifest = trio.run(functools.partial(back_up, also=also), settings.store_url, destination)
+    except (HostsmithError, RuntimeFault, OSError) as error:
+        fail(str(error))
+    report = {
+        "backup": str(destination),
+        "from": settings.store_url,
+        "events": manifest.events,
+        "last_position": manifest.last_position,
+        "provider_files": manifest.files,
+    }
+    _print(report, as_json)
+
+
+def restore(
+    source: Annotated[pathlib.Path, typer.Argument(help="A folder made by `hostsmith backup`.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a backup into the configured store, which must be empty, and verify it.
+
+    Stop the daemon first (restore refuses while one serves the data dir);
+    point --config (or HOSTSMITH_DATA_DIR / HOSTSMITH_STORE) at a new data dir
+    to restore beside the old one. The store may be of another kind than the
+    backup's source.
+    """
+    settings = configuration(config)
+    try:
+        with one_shot_claim(settings.data_path) as daemon:
+            if daemon is not None:
+                fail(
+                    f"hostsmith pid {daemon.pid} serves {settings.data_path} at {daemon.url}: "
+                    "stop it before restoring, or restore into another data dir"
+                )
+            into = functools.partial(restore_store, files_into=settings.data_path)
+            report, restored = trio.run(into, source, settings.store_url)
+    except (HostsmithError, RuntimeFault, OSError) as error:
+        fail(str(error))
+    verification = report.verification
+    _print(
+        {
+            "restored": str(source),
+            "into": settings.store_url,
+            "events": verification.events,
+            "streams": verification.streams,
+            "verified": verification.ok,
+            "provider_files": restored,
+        },
+        as_json,
+    )
+
+
+def provider_files(data_dir: pathlib.Path, store_url: str) -> list[pathlib.Path]:
+    """The SQLite files in the data dir besides the event store: the providers' state."""
+    store = urlsplit(store_url)
+    store_file = (store.netloc + store.path) if store.scheme == "sqlite" else ""
+    return [
+        path
+        for path in sorted(data_dir.glob("*.db"))
+        if str(path) != store_file and path.name != "events.db"
+    ]
+
+
+def _print(report: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        table([{"what": key, "value": value} for key, value in report.items()], False, "")

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 import pathlib
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
 
-from hostsmith.actors.proof import free_port
 from hostsmith.runtime import EventStore
 from hostsmith.stores import init_store, open_store
+from tests.support.moto_process import moto_server_process
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BACKENDS = ["memory", "sqlite", "json-single", "json-split", "dynamodb"]
@@ -44,16 +42,6 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A real moto server on a free loopback port, in its own process, with throwaway credentials."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.moto_process", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    ready = server.stdout.readline()
-    assert ready.strip() == "ready", f"the moto server did not start: {ready!r}"
     saved = {
         k: os.environ.get(k)
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -61,13 +49,11 @@ def moto_server() -> Iterator[str]:
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
     )
-    MOTO["endpoint"] = f"http://127.0.0.1:{port}"
     try:
-        yield MOTO["endpoint"]
+        with moto_server_process() as endpoint:
+            MOTO["endpoint"] = endpoint
+            yield endpoint
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        server.stdout.close()
         MOTO.clear()
         for key, value in saved.items():
             if value is None:

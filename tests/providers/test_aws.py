@@ -498,3 +498,38 @@ def test_ibm_documented_templates_provision_through_the_handler_their_price_type
     assert tags["hostsmith:provider-api"] == handler
     if template is IBM_ON_DEMAND:  # IBM's "k=v;k2=v2" instanceTags, each its own tag
         assert (tags["group"], tags["owner"]) == ("hpc", "symphony")
+
+
+class SpotRequestsEc2:
+    """A stand-in EC2 client with active spot requests over two pages, one not marked."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    async def describe_spot_instance_requests(self, **arguments: Any) -> dict[str, Any]:
+        self.asked.append(arguments)
+
+        def request(instance: str, code: str) -> dict[str, Any]:
+            return {"InstanceId": instance, "State": "active", "Status": {"Code": code}}
+
+        if "NextToken" not in arguments:
+            first = [request("i-1", "marked-for-termination"), request("i-2", "fulfilled")]
+            return {"SpotInstanceRequests": first, "NextToken": "page-2"}
+        return {"SpotInstanceRequests": [request("i-3", "marked-for-termination")]}
+
+    async def describe_instances(self, **arguments: Any) -> dict[str, Any]:
+        (wanted,) = [f["Values"] for f in arguments["Filters"] if f["Name"] == "instance-id"]
+        instances = [{"InstanceId": i, "PrivateDnsName": f"ip-{i}.internal"} for i in wanted]
+        return {"Reservations": [{"Instances": instances}]}
+
+
+async def test_reclaim_notices_are_the_active_spot_requests_marked_for_termination() -> None:
+    ec2 = SpotRequestsEc2()
+    notices = await AwsProvider(AwsApi(ec2)).reclaim_notices()
+    assert [(n.machine_id, n.name, n.grace_period) for n in notices] == [
+        ("i-1", "ip-i-1.internal", 120),
+        ("i-3", "ip-i-3.internal", 120),
+    ]
+    assert [asked["Filters"] for asked in ec2.asked] == [
+        [{"Name": "state", "Values": ["active"]}]
+    ] * 2  # every page, state filtered by EC2; the status code matched here

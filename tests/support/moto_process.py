@@ -16,9 +16,42 @@ request at a time makes moto linearizable, like the service it stands in for.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pathlib
+import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
+
+from hostsmith.actors.proof import free_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def moto_server_process(environment: dict[str, str] | None = None) -> Iterator[str]:
+    """A moto server on a free loopback port until the block ends; yields its URL.
+
+    `environment` reaches moto's own settings, such as INITIAL_NO_AUTH_ACTION_COUNT.
+    """
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.support.moto_process", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=os.environ | (environment or {}),
+    ) as server:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        assert ready.strip() == "ready", f"the moto server did not start: {ready!r}"
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def serve(port: int) -> None:

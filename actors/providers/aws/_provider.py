@@ -47,6 +47,7 @@ from hostsmith.actors.providers.aws._api import (
 from hostsmith.actors.providers.aws._handlers import HANDLERS, api_of
 from hostsmith.stores import aws_session
 
+MARKED = "marked-for-termination"
 SPOT_NOTICE_SECONDS = 120
 """AWS warns two minutes before it takes a spot instance back."""
 
@@ -149,11 +150,18 @@ class AwsProvider:
 
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         """Spot instances AWS has marked for interruption, with the two minutes' warning."""
-        answer = await self.aws.call(
+        # A request marked for termination is still `active`; its status code says the rest.
+        # (The status code is matched here, not by a filter: moto lacks that filter.)
+        ids = []
+        async for page in self.aws.pages(
             self.aws.ec2.describe_spot_instance_requests,
-            Filters=[{"Name": "status-code", "Values": ["marked-for-termination"]}],
-        )
-        ids = [r["InstanceId"] for r in answer.get("SpotInstanceRequests", []) if "InstanceId" in r]
+            Filters=[{"Name": "state", "Values": ["active"]}],
+        ):
+            ids += [
+                r["InstanceId"]
+                for r in page.get("SpotInstanceRequests", [])
+                if "InstanceId" in r and r.get("Status", {}).get("Code") == MARKED
+            ]
         if not ids:
             return []
         return [

@@ -83,17 +83,21 @@ async def a_default_subnet(moto: str) -> str:
     return str(answer["Subnets"][0]["SubnetId"])
 
 
-@pytest.fixture
-def aws_daemon(tmp_path: pathlib.Path, moto: str) -> Iterator[Daemon]:
-    asg = {
+def asg_template(subnet: str) -> dict[str, Any]:
+    return {
         "templateId": "asg",
         "maxNumber": 10,
         "attributes": ATTRIBUTES,
         "imageId": AMI,
         "vmType": "t3.micro",
-        "subnetId": trio.run(a_default_subnet, moto),
+        "subnetId": subnet,
         "providerApi": "ASG",
     }
+
+
+@pytest.fixture
+def aws_daemon(tmp_path: pathlib.Path, moto: str) -> Iterator[Daemon]:
+    asg = asg_template(trio.run(a_default_subnet, moto))
     templates = [RUN_INSTANCES, EC2_FLEET, SPOT_FLEET, asg]
     running = Daemon(aws_config(tmp_path, moto, templates)).start()
     yield running

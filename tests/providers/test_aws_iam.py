@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.providers.test_aws import AMI, ATTRIBUTES, EC2_FLEET, RUN_INSTANCES, SPOT_FLEET
+from tests.providers.test_aws import EC2_FLEET, RUN_INSTANCES, SPOT_FLEET, asg_template
 from tests.support.daemon import Daemon, hf, write_config
 from tests.support.moto_process import moto_server_process
 
@@ -80,15 +80,7 @@ def site() -> Iterator[Site]:
 
 
 def daemon_as(user: str, site: Site, directory: pathlib.Path) -> Daemon:
-    asg = {
-        "templateId": "asg",
-        "maxNumber": 10,
-        "attributes": ATTRIBUTES,
-        "imageId": AMI,
-        "vmType": "t3.micro",
-        "subnetId": site["subnet"],
-        "providerApi": "ASG",
-    }
+    asg = asg_template(site["subnet"])
     templates = directory / "templates.json"
     templates.write_text(json.dumps({"templates": [RUN_INSTANCES, EC2_FLEET, SPOT_FLEET, asg]}))
     config = write_config(

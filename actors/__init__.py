@@ -18,19 +18,26 @@ is re-exported here.
 
 from __future__ import annotations
 
-from hostsmith.actors.errors import HostsmithError as HostsmithError
-from hostsmith.actors.providers import (
-    Provider as Provider,
-    ProviderPlugin as ProviderPlugin,
-    ProviderRegistry as ProviderRegistry,
-)
-from hostsmith.actors.service import (
-    Application as Application,
-    Config as Config,
-    HostFactory as HostFactory,
-    load_config as load_config,
-    open_application as open_application,
-)
+from typing import TYPE_CHECKING
+
+from hostsmith.actors.lazy import attach
+
+if TYPE_CHECKING:
+    from hostsmith.actors.errors import HostsmithError as HostsmithError
+    from hostsmith.actors.providers import (
+        Provider as Provider,
+        ProviderPlugin as ProviderPlugin,
+        ProviderRegistry as ProviderRegistry,
+    )
+    from hostsmith.actors.service import (
+        Application as Application,
+        Config as Config,
+        HostFactory as HostFactory,
+        load_config as load_config,
+        open_application as open_application,
+    )
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
     "Application",

@@ -31,11 +31,12 @@ and the in-process `hf` command answer the same error the same way.
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
-from hostsmith.runtime import AskTimeout, ConflictError, PersistFailed, Rejected, RuntimeFault
+if TYPE_CHECKING:  # imported where they are needed: a Host Factory script loads this module
+    from hostsmith.runtime import AskTimeout, ConflictError, PersistFailed
 
 __all__ = [
     "BodyTooLarge",
@@ -178,6 +179,8 @@ def as_hostsmith_error(error: BaseException, command: str) -> HostsmithError:
     engine error becomes the branch of the tree that says what it means to
     the caller; anything else is an `InternalError`.
     """
+    from hostsmith.runtime import AskTimeout, ConflictError, PersistFailed, Rejected, RuntimeFault
+
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     if isinstance(error, HostsmithError):

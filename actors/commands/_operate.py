@@ -12,18 +12,17 @@ import enum
 import errno
 import logging
 import pathlib
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import httpx
 import msgspec
 import trio
 import typer
 from rich.table import Table
 
+from hostsmith.actors.commands._hf_script import hf_script
 from hostsmith.actors.commands._output import (
     ConfigOption,
     JsonOption,
@@ -34,36 +33,26 @@ from hostsmith.actors.commands._output import (
 )
 from hostsmith.actors.errors import (
     HostsmithError,
-    UnknownCommand,
     as_hostsmith_error,
-    redact,
 )
 from hostsmith.actors.hostfactory import (
     COMMANDS,
     HF_STATUS,
-    HostFactoryAnswer,
-    RequestAccepted,
-    RequestStatus,
     RequestStatusEntry,
     TemplatesRead,
-    decode,
 )
 from hostsmith.actors.providers import ProviderRegistry
 from hostsmith.actors.server import (
     configure_logging,
-    one_shot_claim,
     serve as serve_daemon,
     tune_process,
 )
 from hostsmith.actors.service import (
     Application,
     Config,
-    Server,
-    answer,
     as_markdown,
     as_toml,
     describe,
-    load_config,
     open_application,
     read_templates_file,
     settings_reference,
@@ -122,89 +111,18 @@ def hf(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Speak Host Factory's provider protocol: JSON in, JSON out, as the HF scripts expect."""
-    if command not in COMMANDS:
-        hf_fail(UnknownCommand(command, COMMANDS).message)
-    if file is not None:
-        try:
-            body = file.read_bytes()
-        except OSError as error:
-            hf_fail(f"cannot read input file {file}: {error.strerror}")
-    else:
-        body = (data or "").encode()
-    try:
-        settings = load_config(config)
-    except HostsmithError as error:
-        hf_fail(error.message)
-    target = url or settings.url
-    if target:
-        hf_answer_from(target, command, body, settings.server)
-    configure_logging(settings.log, stderr_level="warning")
-    for warning in settings.warnings:  # stderr: Host Factory reads only stdout
-        logging.getLogger("hostsmith.config").warning("%s", warning)
-    try:
-        with one_shot_claim(settings.data_path) as daemon:
-            result = None if daemon else trio.run(hf_in_process, settings, command, body)
-    except Exception as failure:  # trio hands errors over in exception groups
-        answered = as_hostsmith_error(failure, command)
-        # One line on stderr; the traceback only at debug level (Host Factory reads stdout).
-        log = logging.getLogger("hostsmith.hf")
-        log.warning("%s failed: %s", command, answered.message)
-        log.debug("%s failed", command, exc_info=failure)
-        hf_fail(answered.message)
-    if daemon is not None:  # the data dir's one writer is a daemon: it answers
-        hf_answer_from(daemon.url, command, body, settings.server)
-    print_json(msgspec.json.encode(result))
+    """Speak Host Factory's provider protocol: JSON in, JSON out, as the HF scripts expect.
 
-
-def hf_fail(message: str) -> NoReturn:
-    print_json(msgspec.json.encode({"message": redact(message)}))
-    raise typer.Exit(1)
-
-
-def print_json(body: bytes) -> None:
-    try:
-        text = msgspec.json.format(body, indent=2).decode()
-    except msgspec.DecodeError:
-        text = msgspec.json.encode({"message": body.decode(errors="replace")}).decode()
-    sys.stdout.write(text + "\n")
-
-
-def hf_answer_from(url: str, command: str, body: bytes, server: Server) -> NoReturn:
-    status, answer_bytes = hf_remote(url, command, body, server.token, server.client_tls())
-    print_json(answer_bytes)
-    raise typer.Exit(0 if status == 200 else 1)
-
-
-def hf_remote(
-    url: str, command: str, body: bytes, token: str, tls: ssl.SSLContext | bool = True
-) -> tuple[int, bytes]:
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    try:
-        response = httpx.post(
-            f"{url.rstrip('/')}/api/v1/{command}",
-            content=body,
-            headers=headers,
-            timeout=60,
-            verify=tls,
-        )
-    except httpx.HTTPError as error:
-        hf_fail(f"cannot reach the hostsmith daemon at {url}: {error}")
-    return response.status_code, response.content
-
-
-async def hf_in_process(config: Config, command: str, body: bytes) -> HostFactoryAnswer:
-    async with open_application(config, drive=False) as application:
-        service = application.service
-        given = decode(command, body)
-        if isinstance(given, RequestStatus):
-            await service.advance(given.request_ids())
-        result = await answer(service, command, body)
-        if isinstance(result, RequestAccepted) and command == "requestMachines":
-            await service.advance([result.request_id])
-        return result
+    With a daemon (--url, the config's url, or the daemon that serves the
+    data dir) the call is sent to it; otherwise it is served in this process.
+    """
+    # `hostsmith hf` itself is dispatched before typer loads (see hostsmith.actors.cli);
+    # this is the same call for `--help` and for anyone who runs the typer app.
+    arguments = [command]
+    for flag, value in (("--file", file), ("--data", data), ("--url", url), ("--config", config)):
+        if value is not None:
+            arguments += [flag, str(value)]
+    raise typer.Exit(hf_script(arguments))
 
 
 def config_check(config: ConfigOption = None) -> None:

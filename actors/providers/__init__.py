@@ -18,22 +18,31 @@ provider subpackage: a plugin is imported when it is used.
 
 from __future__ import annotations
 
-from hostsmith.actors.providers._gateway import (
-    Gateway as Gateway,
-    GatewayPolicy as GatewayPolicy,
-    is_transient as is_transient,
-)
-from hostsmith.actors.providers._protocol import (
-    Provider as Provider,
-    Provisioned as Provisioned,
-    ReclaimNotice as ReclaimNotice,
-)
-from hostsmith.actors.providers._registry import (
-    ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
-    ProviderContext as ProviderContext,
-    ProviderPlugin as ProviderPlugin,
-    ProviderRegistry as ProviderRegistry,
-)
+from typing import TYPE_CHECKING
+
+from hostsmith.actors.lazy import attach
+
+if TYPE_CHECKING:
+    from hostsmith.actors.providers._gateway import (
+        Gateway as Gateway,
+        is_transient as is_transient,
+    )
+    from hostsmith.actors.providers._policy import (
+        GatewayPolicy as GatewayPolicy,
+    )
+    from hostsmith.actors.providers._protocol import (
+        Provider as Provider,
+        Provisioned as Provisioned,
+        ReclaimNotice as ReclaimNotice,
+    )
+    from hostsmith.actors.providers._registry import (
+        ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
+        ProviderContext as ProviderContext,
+        ProviderPlugin as ProviderPlugin,
+        ProviderRegistry as ProviderRegistry,
+    )
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from hostsmith.actors.errors import ConfigError
-from hostsmith.actors.hostfactory import Template
-from hostsmith.actors.providers._protocol import Provider
+
+if TYPE_CHECKING:  # the configuration reads plugins; it must not load the domain for it
+    from hostsmith.actors.hostfactory import Template
+    from hostsmith.actors.providers._protocol import Provider
 
 ENTRY_POINT_GROUP = "hostsmith.providers"
 

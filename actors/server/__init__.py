@@ -13,23 +13,30 @@ May import: `hostsmith.runtime`, `hostsmith.actors.errors`,
 
 from __future__ import annotations
 
-from hostsmith.actors.server._claim import (
-    DaemonAddress as DaemonAddress,
-    one_shot_claim as one_shot_claim,
-    read_address as read_address,
-)
-from hostsmith.actors.server._daemon import (
-    serve as serve,
-)
-from hostsmith.actors.server._http import (
-    Api as Api,
-)
-from hostsmith.actors.server._logging import (
-    configure_logging as configure_logging,
-)
-from hostsmith.actors.server._tuning import (
-    tune_process as tune_process,
-)
+from typing import TYPE_CHECKING
+
+from hostsmith.actors.lazy import attach
+
+if TYPE_CHECKING:
+    from hostsmith.actors.server._claim import (
+        DaemonAddress as DaemonAddress,
+        one_shot_claim as one_shot_claim,
+        read_address as read_address,
+    )
+    from hostsmith.actors.server._daemon import (
+        serve as serve,
+    )
+    from hostsmith.actors.server._http import (
+        Api as Api,
+    )
+    from hostsmith.actors.server._logging import (
+        configure_logging as configure_logging,
+    )
+    from hostsmith.actors.server._tuning import (
+        tune_process as tune_process,
+    )
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
     "Api",

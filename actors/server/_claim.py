@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import IO
 
 import msgspec
-import trio
 
 from hostsmith.actors.errors import ConfigError, DataDirInUse
 
@@ -71,6 +70,8 @@ class DaemonClaim:
 @contextlib.asynccontextmanager
 async def claim_data_dir(data_dir: pathlib.Path) -> AsyncIterator[DaemonClaim]:
     """Hold `data_dir` for this daemon, or raise `DataDirInUse` naming who holds it."""
+    import trio  # here: a one-shot call reads this module, and needs no trio for it
+
     lock = _open_lock(data_dir)
     deadline = trio.current_time() + WAIT_FOR_ONE_SHOT_CALLS
     try:

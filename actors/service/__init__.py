@@ -14,36 +14,47 @@ provider subpackage: providers come from the registry).
 
 from __future__ import annotations
 
-from hostsmith.actors.service._config import (
-    EXAMPLE_TEMPLATES as EXAMPLE_TEMPLATES,
-    Config as Config,
-    Log as Log,
-    Server as Server,
-    describe as describe,
-    load_config as load_config,
-    load_templates as load_templates,
-    read_templates_file as read_templates_file,
-)
-from hostsmith.actors.service._dispatch import (
-    answer as answer,
-)
-from hostsmith.actors.service._hostfactory import (
-    HostFactory as HostFactory,
-    RequestSettings as RequestSettings,
-    random_request_id as random_request_id,
-)
-from hostsmith.actors.service._reference import (
-    Setting as Setting,
-    as_markdown as as_markdown,
-    as_toml as as_toml,
-    settings_reference as settings_reference,
-    undocumented as undocumented,
-)
-from hostsmith.actors.service._wiring import (
-    Application as Application,
-    open_application as open_application,
-    open_service as open_service,
-)
+from typing import TYPE_CHECKING
+
+from hostsmith.actors.lazy import attach
+
+if TYPE_CHECKING:
+    from hostsmith.actors.service._config import (
+        EXAMPLE_TEMPLATES as EXAMPLE_TEMPLATES,
+        Config as Config,
+        Log as Log,
+        Server as Server,
+        describe as describe,
+        load_config as load_config,
+    )
+    from hostsmith.actors.service._dispatch import (
+        answer as answer,
+    )
+    from hostsmith.actors.service._hostfactory import (
+        HostFactory as HostFactory,
+        random_request_id as random_request_id,
+    )
+    from hostsmith.actors.service._reference import (
+        Setting as Setting,
+        as_markdown as as_markdown,
+        as_toml as as_toml,
+        settings_reference as settings_reference,
+        undocumented as undocumented,
+    )
+    from hostsmith.actors.service._settings import (
+        RequestSettings as RequestSettings,
+    )
+    from hostsmith.actors.service._templates_file import (
+        load_templates as load_templates,
+        read_templates_file as read_templates_file,
+    )
+    from hostsmith.actors.service._wiring import (
+        Application as Application,
+        open_application as open_application,
+        open_service as open_service,
+    )
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
     "EXAMPLE_TEMPLATES",

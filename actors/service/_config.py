@@ -25,14 +25,12 @@ from __future__ import annotations
 import difflib
 import os
 import pathlib
-import ssl
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from hostsmith.actors.errors import ConfigError, TemplateError
-from hostsmith.actors.hostfactory import Template, TemplatesRead, parse_templates, read_templates
+from hostsmith.actors.errors import ConfigError
 from hostsmith.actors.providers import GatewayPolicy, ProviderPlugin, ProviderRegistry
 from hostsmith.actors.service._hf_files import (
     HostFactoryDirs,
@@ -41,7 +39,10 @@ from hostsmith.actors.service._hf_files import (
     host_factory_dirs,
     read_settings_file,
 )
-from hostsmith.actors.service._hostfactory import RequestSettings
+from hostsmith.actors.service._settings import RequestSettings
+
+if TYPE_CHECKING:
+    import ssl
 
 EXAMPLE_TEMPLATES = pathlib.Path(__file__).with_name("example_templates.json")
 
@@ -66,6 +67,8 @@ class Server(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def client_tls(self) -> ssl.SSLContext:
         """How a client of this daemon checks its certificate: against `tls_ca`, or the system's."""
+        import ssl  # only a call over HTTPS pays for it
+
         try:
             return ssl.create_default_context(cafile=self.tls_ca or None)
         except OSError as error:
@@ -130,47 +133,6 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The plugin's section as configured, or its defaults when the file has none."""
         given = self.providers.get(plugin.name)
         return given if isinstance(given, plugin.settings) else plugin.settings()
-
-
-def load_templates(path: pathlib.Path) -> dict[str, Template]:
-    """Read and check a Host Factory templates file strictly: any bad template is an error."""
-    return parse_templates(_read(path), str(path))
-
-
-def read_templates_file(
-    path: pathlib.Path, check: Callable[[Template], None] | None = None
-) -> TemplatesRead:
-    """The usable templates of a file, and each one left out or key ignored, by name.
-
-    A template's `userDataScript` is read here, relative to the templates file,
-    and becomes its user data.
-    """
-    read = read_templates(_read(path), str(path), check)
-    left_out = list(read.left_out)
-    templates: dict[str, Template] = {}
-    for template_id, template in read.templates.items():
-        script = template.user_data_script
-        if script is None:
-            templates[template_id] = template
-            continue
-        where = f"{path}: template {template_id!r}"
-        if template.user_data is not None:
-            left_out.append(f"{where}: give userData or userDataScript, not both")
-            continue
-        try:
-            text = (path.parent / pathlib.Path(script).expanduser()).read_text()
-        except OSError as error:
-            left_out.append(f"{where}: cannot read userDataScript {script}: {error.strerror}")
-            continue
-        templates[template_id] = msgspec.structs.replace(template, user_data=text)
-    return TemplatesRead(templates, left_out, read.ignored_keys)
-
-
-def _read(path: pathlib.Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise TemplateError(f"cannot read templates file {path}: {error.strerror}") from None
 
 
 def load_config(

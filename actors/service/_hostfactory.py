@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import trio
@@ -49,25 +49,11 @@ from hostsmith.actors.hostfactory import (
 from hostsmith.actors.providers import Gateway
 from hostsmith.actors.service._driver import Driver
 from hostsmith.actors.service._projections import Projections
+from hostsmith.actors.service._settings import RequestSettings
 from hostsmith.actors.service._settlement import ORPHAN_AGE, Settlement
 from hostsmith.runtime import Rejected, Runtime, RuntimeFault
 
 log = logging.getLogger("hostsmith.service")
-
-
-class RequestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The `[requests]` section of the config file."""
-
-    timeout: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
-    """Seconds an acquire or return request may take before it times out."""
-    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    """Seconds between the driver's looks at the cloud for one request."""
-    retention: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
-    """Seconds a settled request stays in memory for Host Factory's status polls.
-
-    After that it is forgotten by the projections (once none of its machines is
-    still running) and read back from the log if anyone asks, so the service's
-    memory follows the hosts in play, not the history."""
 
 
 def _return_notes(unknown: list[str], held: dict[str, list[Machine]]) -> str:

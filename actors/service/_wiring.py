@@ -23,8 +23,9 @@ import trio
 from hostsmith.actors.errors import TemplateError
 from hostsmith.actors.hostfactory import CAPACITY, MACHINE, REQUEST, Template, TemplatesRead
 from hostsmith.actors.providers import Gateway, Provider, ProviderContext, ProviderRegistry
-from hostsmith.actors.service._config import Config, read_templates_file
+from hostsmith.actors.service._config import Config
 from hostsmith.actors.service._hostfactory import HostFactory, random_request_id
+from hostsmith.actors.service._templates_file import read_templates_file
 from hostsmith.runtime import EventStore, Runtime, open_runtime
 from hostsmith.stores import open_store
 

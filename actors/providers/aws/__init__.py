@@ -7,15 +7,26 @@ the provider opens, so hostsmith runs without it on the other providers.
 
 from __future__ import annotations
 
-from hostsmith.actors.providers.aws._api import (
-    AwsApi as AwsApi,
-)
-from hostsmith.actors.providers.aws._provider import (
-    PLUGIN as PLUGIN,
-    AwsProvider as AwsProvider,
-    AwsSettings as AwsSettings,
-    check_template as check_template,
-    open_aws_provider as open_aws_provider,
-)
+from typing import TYPE_CHECKING
+
+from hostsmith.actors.lazy import attach
+
+if TYPE_CHECKING:
+    from hostsmith.actors.providers.aws._api import (
+        AwsApi as AwsApi,
+    )
+    from hostsmith.actors.providers.aws._plugin import (
+        PLUGIN as PLUGIN,
+    )
+    from hostsmith.actors.providers.aws._provider import (
+        AwsProvider as AwsProvider,
+        check_template as check_template,
+        open_aws_provider as open_aws_provider,
+    )
+    from hostsmith.actors.providers.aws._settings import (
+        AwsSettings as AwsSettings,
+    )
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = ["PLUGIN", "AwsApi", "AwsProvider", "AwsSettings", "check_template", "open_aws_provider"]

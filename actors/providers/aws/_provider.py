@@ -34,7 +34,7 @@ from hostsmith.actors.errors import (
     TemplateError,
 )
 from hostsmith.actors.hostfactory import StateChange, Template
-from hostsmith.actors.providers import ProviderContext, ProviderPlugin, Provisioned, ReclaimNotice
+from hostsmith.actors.providers import ProviderContext, Provisioned, ReclaimNotice
 from hostsmith.actors.providers.aws._api import (
     API_TAG,
     NO_CREDENTIALS,
@@ -45,22 +45,12 @@ from hostsmith.actors.providers.aws._api import (
     tag,
 )
 from hostsmith.actors.providers.aws._handlers import HANDLERS, api_of
+from hostsmith.actors.providers.aws._settings import AwsSettings
 from hostsmith.stores import aws_session
 
 MARKED = "marked-for-termination"
 SPOT_NOTICE_SECONDS = 120
 """AWS warns two minutes before it takes a spot instance back."""
-
-
-class AwsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The `[aws]` section of the config file."""
-
-    region: str = ""
-    """Empty: the standard chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)."""
-    endpoint: str = ""
-    """Empty: AWS itself. Set it to talk to a stand-in such as moto."""
-    credential_file: str = ""
-    """An AWS shared credentials file; empty: the standard chain's (~/.aws/credentials)."""
 
 
 def check_template(template: Template) -> None:
@@ -195,17 +185,3 @@ async def open_aws_provider(
         except PermanentProviderError as missing:
             raise ConfigError(f"the aws provider cannot start: {missing.message}") from None
         yield provider
-
-
-PLUGIN = ProviderPlugin(
-    name="aws",
-    settings=AwsSettings,
-    open=open_aws_provider,
-    check_template=check_template,
-    # IBM's awsprov_config.json keys that mean the same here; the rest are named as unused.
-    host_factory_keys={
-        "AWS_REGION": "region",
-        "AWS_ENDPOINT_URL": "endpoint",
-        "AWS_CREDENTIAL_FILE": "credential_file",
-    },
-)

@@ -8,11 +8,22 @@ is what the `hostsmith.providers` entry point names; `SimSettings` is the
 
 from __future__ import annotations
 
-from hostsmith.actors.providers.sim._cloud import (
-    PLUGIN as PLUGIN,
-    SimProvider as SimProvider,
-    SimSettings as SimSettings,
-    open_sim_provider as open_sim_provider,
-)
+from typing import TYPE_CHECKING
+
+from hostsmith.actors.lazy import attach
+
+if TYPE_CHECKING:
+    from hostsmith.actors.providers.sim._cloud import (
+        SimProvider as SimProvider,
+        open_sim_provider as open_sim_provider,
+    )
+    from hostsmith.actors.providers.sim._plugin import (
+        PLUGIN as PLUGIN,
+    )
+    from hostsmith.actors.providers.sim._settings import (
+        SimSettings as SimSettings,
+    )
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = ["PLUGIN", "SimProvider", "SimSettings", "open_sim_provider"]

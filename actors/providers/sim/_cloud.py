@@ -29,14 +29,14 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import msgspec
 import trio
 
 from hostsmith.actors.errors import PermanentProviderError, TransientProviderError
 from hostsmith.actors.hostfactory import Machine, MachineState, StateChange, Template
-from hostsmith.actors.providers import ProviderContext, ProviderPlugin, Provisioned, ReclaimNotice
+from hostsmith.actors.providers import ProviderContext, Provisioned, ReclaimNotice
+from hostsmith.actors.providers.sim._settings import SimSettings
 
 T = TypeVar("T")
 
@@ -55,29 +55,6 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_by_token ON instances (token);
 """
-
-
-class SimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The `[sim]` section of the config file."""
-
-    seed: int = 0
-    """Seeds the simulated cloud's choices (failures, reclaims, addresses)."""
-    latency: Annotated[float, msgspec.Meta(ge=0)] = 0.05
-    """Seconds each API call takes."""
-    boot_time: Annotated[float, msgspec.Meta(ge=0)] = 3.0
-    """Seconds from launch until a machine is running."""
-    shutdown_time: Annotated[float, msgspec.Meta(ge=0)] = 2.0
-    """Seconds from termination until a machine is gone."""
-    capacity: Annotated[int, msgspec.Meta(ge=0)] = 1000
-    """Machines the simulated cloud can run at once."""
-    failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
-    """The share of calls that fail with a throttling error (transient)."""
-    spot_reclaim_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
-    """The share of spot machines the cloud takes back during their first `spot_lifetime`."""
-    spot_lifetime: Annotated[float, msgspec.Meta(gt=0)] = 600.0
-    """Seconds over which a spot machine may be reclaimed (see `spot_reclaim_rate`)."""
-    reclaim_notice: Annotated[int, msgspec.Meta(ge=0)] = 120
-    """Seconds of warning before a spot machine is reclaimed."""
 
 
 class SimProvider:
@@ -286,6 +263,3 @@ async def open_sim_provider(
         yield provider
     finally:
         provider.close()
-
-
-PLUGIN = ProviderPlugin(name="sim", settings=SimSettings, open=open_sim_provider)

@@ -1,0 +1,26 @@
+"""The `[requests]` section: how long requests may take, how often they are looked at.
+
+A module of its own so that the configuration, which every Host Factory
+script call reads, does not import the service that uses these settings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class RequestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[requests]` section of the config file."""
+
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
+    """Seconds an acquire or return request may take before it times out."""
+    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    """Seconds between the driver's looks at the cloud for one request."""
+    retention: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """Seconds a settled request stays in memory for Host Factory's status polls.
+
+    After that it is forgotten by the projections (once none of its machines is
+    still running) and read back from the log if anyone asks, so the service's
+    memory follows the hosts in play, not the history."""

@@ -52,6 +52,7 @@ from hostsmith.actors.proof.loadtest import (
     run_activation,
     run_appends,
     run_counter,
+    run_hf_call,
     run_hostfactory,
     run_peer_eventsourcing,
     run_replay,
@@ -70,6 +71,7 @@ class Workload(enum.StrEnum):
     activation = "activation"
     appends = "appends"
     hostfactory = "hostfactory"
+    hf_call = "hf-call"
     peer_eventsourcing = "peer-eventsourcing"
 
 
@@ -79,7 +81,9 @@ def loadtest(
         typer.Option(
             help="What to drive: counter commands, resident memory, replay, activation, "
             "raw appends (one per call against batched), hostfactory (Host Factory's "
-            "request/poll/return cycle from --concurrency clients), or peer-eventsourcing "
+            "request/poll/return cycle from --concurrency clients), hf-call (one Host "
+            "Factory call as a new process, to a daemon and in process, beside a bare "
+            "interpreter start and a raw HTTP round trip), or peer-eventsourcing "
             "(the counter workload on the eventsourcing library, to compare with)."
         ),
     ] = Workload.counter,
@@ -137,6 +141,7 @@ def loadtest(
     progress: Annotated[
         bool, typer.Option(help="hostfactory: a live display of throughput, p50, p99, errors.")
     ] = True,
+    runs: Annotated[int, typer.Option(help="hf-call: runs of each kind of call.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
@@ -162,6 +167,8 @@ def loadtest(
                 report=report,
                 progress=progress,
             )
+        elif workload is Workload.hf_call:
+            result = run_hf_call(positive("runs", runs))
         elif workload is Workload.peer_eventsourcing:
             directory = store.removeprefix("sqlite://") if store.startswith("sqlite://") else ""
             result = run_peer_eventsourcing(directory, aggregates, positive("commands", commands))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from hostsmith.actors.proof._crash import (
     crash_suite as crash_suite,
-    free_port as free_port,
     prepare as prepare,
 )
 from hostsmith.actors.proof._invariants import (
@@ -28,6 +27,9 @@ from hostsmith.actors.proof._simulation import (
 )
 from hostsmith.actors.proof._soak import (
     soak as soak,
+)
+from hostsmith.actors.proof.loadtest import (
+    free_port as free_port,
 )
 
 __all__ = [

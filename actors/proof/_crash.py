@@ -33,7 +33,6 @@ import json
 import pathlib
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,7 +48,7 @@ from hostsmith.actors.proof._invariants import (
     check_log,
     read_everything,
 )
-from hostsmith.actors.proof.loadtest import Recorder, host_factory_client, over_http
+from hostsmith.actors.proof.loadtest import Recorder, free_port, host_factory_client, over_http
 from hostsmith.actors.service import EXAMPLE_TEMPLATES, load_config
 from hostsmith.stores import open_store
 
@@ -226,10 +225,3 @@ async def _daemon(config_path: pathlib.Path) -> AsyncIterator[_Daemon]:
                 process.kill()
                 await process.wait()
             await process.stdout.aclose()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (the daemon binds it a moment later)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

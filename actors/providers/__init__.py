@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ReclaimNotice as ReclaimNotice,
     )
     from hostsmith.actors.providers._registry import (
+        BUILT_IN as BUILT_IN,
         ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
         ProviderContext as ProviderContext,
         ProviderPlugin as ProviderPlugin,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
+    "BUILT_IN",
     "ENTRY_POINT_GROUP",
     "Gateway",
     "GatewayPolicy",

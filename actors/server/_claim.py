@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import pathlib
 import time
@@ -31,8 +30,6 @@ from typing import IO
 import msgspec
 
 from hostsmith.actors.errors import ConfigError, DataDirInUse
-
-log = logging.getLogger("hostsmith.daemon")
 
 LOCK_FILE = "daemon.lock"
 ADDRESS_FILE = "daemon.json"

@@ -22,16 +22,15 @@ have.
 
 from __future__ import annotations
 
-import difflib
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
 from hostsmith.actors.errors import ConfigError
-from hostsmith.actors.providers import GatewayPolicy, ProviderPlugin, ProviderRegistry
+from hostsmith.actors.providers import BUILT_IN, GatewayPolicy, ProviderPlugin, ProviderRegistry
 from hostsmith.actors.service._hf_files import (
     HostFactoryDirs,
     apply_host_factory_files,
@@ -161,7 +160,11 @@ def load_config(
     if not raw.get("data_dir"):  # absent or "": the default, for this environment
         raw["data_dir"] = default_data_dir(environ)
     source = f"config file {path}" if path else "configuration"
-    sections = {name: raw.pop(name) for name in list(raw) if name in providers.names()}
+    own = {field.name for field in msgspec.structs.fields(Config)}
+    sections = {name: raw.pop(name) for name in list(raw) if name not in own}
+    for name in sections:
+        if not providers.known(name):  # named as msgspec would name an unknown key
+            raise ConfigError(f"{source}: Object contains unknown field `{name}`")
     for derived in DERIVED:  # not settings: filled in below
         raw.pop(derived, None)
     try:
@@ -220,13 +223,20 @@ def _apply_environment(
     A stray variable is named (with the nearest real one) and ignored, never
     fatal: it must not stop Host Factory's calls. `config check` fails on it.
     """
-    known = _environment_settings(providers)
+    given = {
+        name: value
+        for name, value in environ.items()
+        if name.startswith("HOSTSMITH_") and name not in NOT_SETTINGS
+    }
+    known = _environment_settings(providers, BUILT_IN)
+    if given.keys() - known.keys():  # perhaps an installed provider's: read them all
+        known = _environment_settings(providers, providers.names())
     unknown = []
-    for name, value in environ.items():
-        if not name.startswith("HOSTSMITH_") or name in NOT_SETTINGS:
-            continue
+    for name, value in given.items():
         place = known.get(name)
         if place is None:
+            import difflib  # only for a stray variable
+
             # compared without the prefix that every variable shares
             suffixes = [known_name.removeprefix("HOSTSMITH_") for known_name in known]
             nearest = difflib.get_close_matches(name.removeprefix("HOSTSMITH_"), suffixes, n=1)
@@ -239,11 +249,14 @@ def _apply_environment(
     return unknown
 
 
-def _environment_settings(providers: ProviderRegistry) -> dict[str, tuple[str, str]]:
-    """Every `HOSTSMITH_*` variable there is -> (section, or "" for top level; key)."""
+def _environment_settings(
+    providers: ProviderRegistry, names: Iterable[str]
+) -> dict[str, tuple[str, str]]:
+    """Every `HOSTSMITH_*` variable of hostsmith's and of the providers `names`
+    -> (section, or "" for top level; key)."""
     known: dict[str, tuple[str, str]] = {}
     sections: dict[str, type[msgspec.Struct]] = {
-        name: providers.get(name).settings for name in providers.names()
+        name: providers.get(name).settings for name in names
     }
     for field in msgspec.structs.fields(Config):
         if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):

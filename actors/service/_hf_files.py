@@ -113,9 +113,12 @@ def apply_host_factory_files(
 
 
 def _provider_of(conf: pathlib.Path, providers: ProviderRegistry) -> str:
-    present = [
-        name for name in providers.names() if (conf / f"{name}prov_templates.json").is_file()
-    ]
+    suffix = "prov_templates.json"
+    present = sorted(
+        file.name.removesuffix(suffix)
+        for file in conf.glob(f"*{suffix}")
+        if file.is_file() and providers.known(file.name.removesuffix(suffix))
+    )
     if len(present) == 1:
         return present[0]
     expected = ", ".join(f"{name}prov_templates.json" for name in providers.names())

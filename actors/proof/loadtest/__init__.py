@@ -23,6 +23,10 @@ from hostsmith.actors.proof.loadtest._counter_aggregate import (
     Counter as Counter,
     Increment as Increment,
 )
+from hostsmith.actors.proof.loadtest._hf_call import (
+    HfCallReport as HfCallReport,
+    run_hf_call as run_hf_call,
+)
 from hostsmith.actors.proof.loadtest._hostfactory import (
     CallFailed as CallFailed,
     CycleShape as CycleShape,
@@ -43,6 +47,9 @@ from hostsmith.actors.proof.loadtest._peer import (
     PeerReport as PeerReport,
     run_peer_eventsourcing as run_peer_eventsourcing,
 )
+from hostsmith.actors.proof.loadtest._ports import (
+    free_port as free_port,
+)
 from hostsmith.actors.proof.loadtest._replay import (
     run_activation as run_activation,
     run_replay as run_replay,
@@ -60,6 +67,7 @@ __all__ = [
     "CounterLoad",
     "CycleShape",
     "ErrorReason",
+    "HfCallReport",
     "HostFactoryCall",
     "HostFactoryReport",
     "Increment",
@@ -70,6 +78,7 @@ __all__ = [
     "calls_into",
     "check_capacity",
     "check_report_path",
+    "free_port",
     "host_factory_client",
     "one_cycle",
     "over_http",
@@ -78,6 +87,7 @@ __all__ = [
     "run_activation",
     "run_appends",
     "run_counter",
+    "run_hf_call",
     "run_hostfactory",
     "run_peer_eventsourcing",
     "run_replay",

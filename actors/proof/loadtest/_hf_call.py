@@ -1,0 +1,140 @@
+"""The `hf-call` workload: what one Host Factory call costs, as Host Factory makes it.
+
+Host Factory starts a new process for each call. So a call's cost is the
+interpreter's start, the imports and the work; only the last is hostsmith's
+engine. This workload times N runs of each, one after another, in the same
+run so that the figures compare:
+
+- `bare_python`: `python -c pass`, the floor no Python program goes under;
+- `http_round_trip`: the same getRequestStatus as one raw HTTP POST from
+  this process (no new process), what the daemon itself spends;
+- `daemon_call`: `hostsmith hf getRequestStatus -f FILE` against a daemon,
+  a new process per call, as Host Factory's script runs it;
+- `in_process_call`: the same call with no daemon, served in that process.
+
+It starts its own daemon (and a second data dir for the in-process calls)
+in a temporary folder, on a free loopback port, with the simulated cloud,
+asks for one machine, and polls that request; everything is removed after.
+Wall-clock time is the point here: this is a benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from hostsmith.actors.proof.loadtest._ports import free_port
+
+_HOSTSMITH = [sys.executable, "-m", "hostsmith.actors.cli"]
+
+
+class Timing(msgspec.Struct, kw_only=True):
+    runs: int
+    p50_ms: float
+    p99_ms: float
+    min_ms: float
+
+
+class HfCallReport(msgspec.Struct, kw_only=True):
+    workload: str = "hf-call"
+    bare_python: Timing
+    http_round_trip: Timing
+    daemon_call: Timing
+    in_process_call: Timing
+    daemon_call_over_bare_python: float
+    """How many bare interpreter starts one call to the daemon costs (p50 / p50)."""
+
+
+def run_hf_call(runs: int) -> HfCallReport:
+    with tempfile.TemporaryDirectory(prefix="hostsmith-hf-call-") as folder:
+        workdir = pathlib.Path(folder)
+        served, alone = _config(workdir / "served"), _config(workdir / "alone")
+        port = free_port()
+        with subprocess.Popen(
+            [*_HOSTSMITH, "serve", "--config", str(served), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as daemon:
+            try:
+                assert daemon.stdout is not None
+                listening = daemon.stdout.readline()
+                if not listening.startswith("hostsmith listening on "):
+                    raise RuntimeError(f"the daemon did not start: {listening!r}")
+                request_id = _post(port, "requestMachines", _ONE_MACHINE)["requestId"]
+                status = workdir / "status.json"
+                status.write_text(json.dumps({"requests": [{"requestId": request_id}]}))
+                poll = [*_HOSTSMITH, "hf", "getRequestStatus", "-f", str(status)]
+                bare = _timed(runs, lambda: _run([sys.executable, "-c", "pass"]))
+                http = _timed(
+                    runs, lambda: _post(port, "getRequestStatus", json.loads(status.read_text()))
+                )
+                through_daemon = _timed(runs, lambda: _run([*poll, "--config", str(served)]))
+                _run([*_HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
+                      "--config", str(alone)])  # fmt: skip
+                in_process = _timed(runs, lambda: _run([*poll, "--config", str(alone)]))
+            finally:
+                daemon.terminate()
+                daemon.wait(timeout=60)
+    return HfCallReport(
+        bare_python=bare,
+        http_round_trip=http,
+        daemon_call=through_daemon,
+        in_process_call=in_process,
+        daemon_call_over_bare_python=round(through_daemon.p50_ms / bare.p50_ms, 2),
+    )
+
+
+_ONE_MACHINE = {"template": {"templateId": "OnDemand-Minimal-Template-VM", "machineCount": 1}}
+
+
+def _config(folder: pathlib.Path) -> pathlib.Path:
+    folder.mkdir()
+    config = folder / "hostsmith.toml"
+    config.write_text(f'data_dir = "{folder / "data"}"\n[sim]\nboot_time = 0.5\n')
+    return config
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stdout.decode()[:500]}")
+
+
+def _post(port: int, command: str, payload: object) -> dict[str, object]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(
+            "POST",
+            f"/api/v1/{command}",
+            json.dumps(payload),
+            {"content-type": "application/json"},
+        )
+        answer: dict[str, object] = json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    return answer
+
+
+def _timed(runs: int, once: Callable[[], object]) -> Timing:
+    took = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        once()
+        took.append((time.perf_counter() - began) * 1000)
+    took.sort()
+    return Timing(
+        runs=runs,
+        p50_ms=round(statistics.median(took), 2),
+        p99_ms=round(took[min(len(took) - 1, round(0.99 * (len(took) - 1)))], 2),
+        min_ms=round(took[0], 2),
+    )

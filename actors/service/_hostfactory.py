@@ -56,6 +56,12 @@ from hostsmith.runtime import Rejected, Runtime, RuntimeFault
 log = logging.getLogger("hostsmith.service")
 
 
+CLAIM_RACE_LIMIT = 5.0
+"""Seconds a return waits for a racing return to open or let go of the hosts they share."""
+CLAIM_RACE_PAUSE = 0.02
+"""Seconds between a return's tries while it races another for the same hosts."""
+
+
 def _return_notes(unknown: list[str], held: dict[str, list[Machine]]) -> str:
     """What a return's answer says about the hosts it did not take."""
     notes = ""
@@ -159,30 +165,19 @@ class HostFactory:
         """
         if not machines:
             raise Refused("requestReturnMachines needs at least one machine")
-        known: list[Machine] = []
+        found: dict[str, Machine] = {}  # by id, in the order given: a host named twice once
         unknown: list[str] = []
         for ref in machines:
             machine = self.projections.find(ref)
             if machine is None:
                 unknown.append(ref.machine_id or ref.name)
-            elif machine not in known:
-                known.append(machine)
+            else:
+                found.setdefault(machine.machine_id, machine)
+        known = list(found.values())
         if not known:
             raise Refused(f"none of these hosts was provisioned by hostsmith: {', '.join(unknown)}")
         request_id = self.new_request_id("ret")
-        known, held = await self.settlement.claim(request_id, known)
-        for holder, taken in held.items():
-            if await self.request(holder) is None:
-                # Claimed by a return that has not opened: one in flight, or one a
-                # failure cut short, whose claims the sweep soon releases. Neither
-                # can be answered with its id; the caller sends the return again.
-                with trio.CancelScope(shield=True):
-                    await self.settlement.unclaim(request_id, known)
-                names = ", ".join(m.name or m.machine_id for m in taken)
-                raise Unavailable(
-                    f"requestReturnMachines: {names} is being claimed by {holder}, which has "
-                    "not opened yet; it is safe to send the return again"
-                )
+        known, held, attempt = await self._claim_racing(request_id, known)
         notes = _return_notes(unknown, held)
         if not known:  # every host is being (or was) returned by another request
             return RequestAccepted(next(iter(held)), f"Delete VM success.{notes}")
@@ -202,9 +197,50 @@ class HostFactory:
                 # A lost acknowledgement may have opened it after all; if so it
                 # goes on (the driver finds it in the log) and keeps its claims.
                 if (await request.state()).kind is None:
-                    await self.settlement.unclaim(request_id, known)
+                    await self.settlement.unclaim(request_id, known, attempt)
             raise
         return RequestAccepted(request_id, f"Delete VM success.{notes}")
+
+    async def _claim_racing(
+        self, request_id: str, machines: list[Machine]
+    ) -> tuple[list[Machine], dict[str, list[Machine]], int]:
+        """Claim `machines` for this return, settling a race with returns not yet open.
+
+        Returns those claimed, those other returns hold, and the attempt that
+        claimed them (undoing the claims needs its command ids).
+
+        A machine claimed by another return that has not opened is contested:
+        that return is in flight (its claims go out together, as ours do) or
+        a failure cut it short (the sweep releases its claims later). Neither
+        can be named in our answer. So the younger return (the smaller id)
+        lets go of everything and tries again shortly, while the other keeps
+        its claims and waits for the contested machines to come free or their
+        holder to open: two racing returns never wait for each other, and each
+        machine ends in exactly one return. A holder that neither opens nor
+        lets go within `CLAIM_RACE_LIMIT` seconds makes this call unavailable:
+        the caller sends the return again.
+        """
+        deadline = trio.current_time() + CLAIM_RACE_LIMIT
+        attempt = 0
+        while True:
+            claimed, held = await self.settlement.claim(request_id, machines, attempt)
+            unopened = {h: taken for h, taken in held.items() if await self.request(h) is None}
+            if not unopened:
+                return claimed, held, attempt
+            if trio.current_time() >= deadline:
+                with trio.CancelScope(shield=True):
+                    await self.settlement.unclaim(request_id, claimed, attempt)
+                holder, taken = next(iter(unopened.items()))
+                names = ", ".join(m.name or m.machine_id for m in taken)
+                raise Unavailable(
+                    f"requestReturnMachines: {names} is being claimed by {holder}, which has "
+                    "not opened yet; it is safe to send the return again"
+                )
+            if any(holder > request_id for holder in unopened):
+                with trio.CancelScope(shield=True):
+                    await self.settlement.unclaim(request_id, claimed, attempt)
+                attempt += 1  # claimed again below: new command ids, or they would be repeats
+            await trio.sleep(CLAIM_RACE_PAUSE)
 
     async def get_request_status(self, request_ids: Sequence[str]) -> RequestStatuses:
         answers = []

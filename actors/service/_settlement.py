@@ -18,7 +18,7 @@ flight in another process is not mistaken for one) and release them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -43,6 +43,39 @@ log = logging.getLogger("hostsmith.service")
 
 ORPHAN_AGE = 60.0
 """Seconds after which a reservation without its request is taken to be orphaned."""
+CONCURRENT_CLAIMS = 512
+"""Machine commands of one call in flight at once (the journal's batch is 512 appends)."""
+
+
+async def _each_at_once(
+    step: Callable[[int, Machine], Awaitable[None]], machines: Sequence[Machine]
+) -> None:
+    """`step(i, machine)` for every machine, up to `CONCURRENT_CLAIMS` at once."""
+    slots = trio.CapacityLimiter(CONCURRENT_CLAIMS)
+
+    async def bounded(index: int, machine: Machine) -> None:
+        async with slots:
+            await step(index, machine)
+
+    async with trio.open_nursery() as nursery:
+        for index, machine in enumerate(machines):
+            nursery.start_soon(bounded, index, machine)
+
+
+def _nth(attempt: int) -> str:
+    """The command-id part for a claim's attempt: none for the first (ids as they always were)."""
+    return f"-{attempt}" if attempt else ""
+
+
+def _first(failure: BaseException, kind: type[Rejected]) -> Rejected | None:
+    """The first `kind` in `failure`, looking through exception groups."""
+    if isinstance(failure, kind):
+        return failure
+    if isinstance(failure, BaseExceptionGroup):
+        for inner in failure.exceptions:
+            if (found := _first(inner, kind)) is not None:
+                return found
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,44 +110,69 @@ class Settlement:
         )
 
     async def claim(
-        self, request_id: str, machines: Sequence[Machine]
+        self, request_id: str, machines: Sequence[Machine], attempt: int = 0
     ) -> tuple[list[Machine], dict[str, list[Machine]]]:
         """Claim these machines for this return: (those claimed, those held by other returns).
 
         A machine another return holds (in progress, or done) stays with it.
         If a claim fails, every claim this call made is released again.
+
+        Each machine is its own aggregate, so the claims go out together (up to
+        `CONCURRENT_CLAIMS` at once) and the journal commits them in shared
+        transactions: a return of thousands of hosts costs a few commits, not
+        one round trip per host. Racing returns stay correct because each
+        machine's claim is decided by that machine's actor alone. A return that
+        lets go and claims again does so as a new `attempt` (its own command ids,
+        or the runtime would take the claim for a repeat of the first).
         """
-        tried: list[Machine] = []
-        claimed: list[Machine] = []
-        held: dict[str, list[Machine]] = {}
+        holders: list[str] = [""] * len(machines)
+
+        async def claim_one(index: int, machine: Machine) -> None:
+            record = self.runtime.get(MACHINE, machine.machine_id)
+            committed = await record.execute(
+                ClaimReturn(request_id),
+                command_id=f"{request_id}/claim{_nth(attempt)}/{machine.machine_id}",
+            )
+            holder = request_id
+            if not committed.events:
+                holder = (await record.state()).returned_by or request_id
+            holders[index] = holder
+
         try:
-            for machine in machines:
-                tried.append(machine)  # before: a claim can be stored yet go unacknowledged
-                record = self.runtime.get(MACHINE, machine.machine_id)
-                committed = await record.execute(
-                    ClaimReturn(request_id), command_id=f"{request_id}/claim/{machine.machine_id}"
-                )
-                holder = request_id
-                if not committed.events:
-                    holder = (await record.state()).returned_by or request_id
-                if holder == request_id:
-                    claimed.append(machine)
-                else:
-                    held.setdefault(holder, []).append(machine)
-            return claimed, held
+            await _each_at_once(claim_one, machines)
         except BaseException as failure:
             with trio.CancelScope(shield=True):
-                await self.unclaim(request_id, tried)
-            if isinstance(failure, Rejected):
-                raise Refused(str(failure)) from None
+                # every machine: a claim can be stored yet go unacknowledged
+                await self.unclaim(request_id, machines, attempt)
+            rejected = _first(failure, Rejected)
+            if rejected is not None:
+                raise Refused(str(rejected)) from None
             raise
+        claimed: list[Machine] = []
+        held: dict[str, list[Machine]] = {}
+        for machine, holder in zip(machines, holders, strict=True):
+            if holder == request_id:
+                claimed.append(machine)
+            else:
+                held.setdefault(holder, []).append(machine)
+        return claimed, held
 
-    async def unclaim(self, request_id: str, machines: Iterable[Machine]) -> None:
-        """Release this return's claims (a no-op on machines it does not hold)."""
-        for machine in machines:
+    async def unclaim(
+        self, request_id: str, machines: Sequence[Machine], attempt: int = 0, why: str = ""
+    ) -> None:
+        """Release this return's claims (a no-op on machines it does not hold).
+
+        Undoing an `attempt`'s claims, or for another reason (`why`): each has
+        command ids of its own, so that none is taken for a repeat of another.
+        """
+        step = why or f"unclaim{_nth(attempt)}"
+
+        async def unclaim_one(_: int, machine: Machine) -> None:
             await self.runtime.get(MACHINE, machine.machine_id).execute(
-                ReleaseReturn(request_id), command_id=f"{request_id}/unclaim/{machine.machine_id}"
+                ReleaseReturn(request_id), command_id=f"{request_id}/{step}/{machine.machine_id}"
             )
+
+        await _each_at_once(unclaim_one, machines)
 
     async def settle(self, state: Request) -> None:
         """Give back what a settled request holds and no longer needs."""
@@ -140,7 +198,7 @@ class Settlement:
         # see terminate, so that a later return can take them and finish the job.
         unfinished = [m for m in state.machines.values() if m.state != "terminated"]
         if unfinished:
-            await self.unclaim(state.request_id, unfinished)
+            await self.unclaim(state.request_id, unfinished, why="let-go")
 
     async def release_orphans(self, template_ids: Iterable[str]) -> None:
         """Give back capacity reserved by requests that never opened (a crash between the two).

@@ -359,6 +359,33 @@ async def test_racing_returns_of_one_machine_both_succeed_and_it_is_returned_onc
     assert capacity.reserved == {}  # both machines' capacity given back, once
 
 
+async def test_racing_bulk_returns_give_each_of_many_machines_back_exactly_once(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """A return's claims go out together (issue 14); three racing returns over
+    overlapping halves of 90 machines still return each machine once."""
+    service = await start_service(tmp_path, nursery_)
+    machines = await acquired(service, "OnDemand", 90)
+    answers: list[RequestAccepted] = []
+
+    async def give_back(chosen: list[MachineRef]) -> None:
+        answers.append(await service.request_return_machines(chosen))
+
+    async with trio.open_nursery() as racers:
+        racers.start_soon(give_back, machines[:60])
+        racers.start_soon(give_back, machines[30:])
+        racers.start_soon(give_back, machines[::2])
+    returned_by: dict[str, list[str]] = {}
+    for answer in {a.request_id for a in answers}:
+        finished = await wait_for_status(service, answer, "complete")
+        for machine in finished.machines:
+            returned_by.setdefault(machine.machine_id, []).append(answer)
+    assert sorted(returned_by) == sorted(m.machine_id for m in machines)
+    assert all(len(returns) == 1 for returns in returned_by.values())
+    capacity = await service.runtime.get(CAPACITY, "OnDemand").state()
+    assert capacity.reserved == {}
+
+
 async def test_a_repeated_return_is_answered_with_the_first_returns_id(
     tmp_path, nursery_, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]

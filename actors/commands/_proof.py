@@ -51,6 +51,7 @@ from hostsmith.actors.proof.loadtest import (
     check_report_path,
     run_activation,
     run_appends,
+    run_bulk,
     run_counter,
     run_hf_call,
     run_hostfactory,
@@ -72,6 +73,7 @@ class Workload(enum.StrEnum):
     appends = "appends"
     hostfactory = "hostfactory"
     hf_call = "hf-call"
+    bulk = "bulk"
     peer_eventsourcing = "peer-eventsourcing"
 
 
@@ -83,7 +85,8 @@ def loadtest(
             "raw appends (one per call against batched), hostfactory (Host Factory's "
             "request/poll/return cycle from --concurrency clients), hf-call (one Host "
             "Factory call as a new process, to a daemon and in process, beside a bare "
-            "interpreter start and a raw HTTP round trip), or peer-eventsourcing "
+            "interpreter start and a raw HTTP round trip), bulk (one request and one return "
+            "of --machines hosts through a daemon), or peer-eventsourcing "
             "(the counter workload on the eventsourcing library, to compare with)."
         ),
     ] = Workload.counter,
@@ -109,7 +112,9 @@ def loadtest(
         bool, typer.Option("--in-process", help="hostfactory: run hostsmith in this process.")
     ] = False,
     cycles: Annotated[int, typer.Option(help="hostfactory: cycles per client.")] = 5,
-    machines: Annotated[int, typer.Option(help="hostfactory: machines per request.")] = 1,
+    machines: Annotated[
+        int, typer.Option(help="hostfactory: machines per request; bulk: machines in all.")
+    ] = 1,
     template: Annotated[
         str, typer.Option(help="hostfactory: the template to request from.")
     ] = "OnDemand-Minimal-Template-VM",
@@ -167,6 +172,8 @@ def loadtest(
                 report=report,
                 progress=progress,
             )
+        elif workload is Workload.bulk:
+            result = run_bulk(positive("machines", machines))
         elif workload is Workload.hf_call:
             result = run_hf_call(positive("runs", runs))
         elif workload is Workload.peer_eventsourcing:

@@ -24,7 +24,9 @@ from hostsmith.actors.proof.loadtest._counter_aggregate import (
     Increment as Increment,
 )
 from hostsmith.actors.proof.loadtest._hf_call import (
+    BulkReport as BulkReport,
     HfCallReport as HfCallReport,
+    run_bulk as run_bulk,
     run_hf_call as run_hf_call,
 )
 from hostsmith.actors.proof.loadtest._hostfactory import (
@@ -62,6 +64,7 @@ from hostsmith.actors.proof.loadtest._report import (
 
 __all__ = [
     "COUNTER",
+    "BulkReport",
     "CallFailed",
     "Counter",
     "CounterLoad",
@@ -86,6 +89,7 @@ __all__ = [
     "resident_set_bytes",
     "run_activation",
     "run_appends",
+    "run_bulk",
     "run_counter",
     "run_hf_call",
     "run_hostfactory",

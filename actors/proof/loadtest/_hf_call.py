@@ -16,10 +16,15 @@ It starts its own daemon (and a second data dir for the in-process calls)
 in a temporary folder, on a free loopback port, with the simulated cloud,
 asks for one machine, and polls that request; everything is removed after.
 Wall-clock time is the point here: this is a benchmark, never a test.
+
+The `bulk` workload, beside it, times the calls whose cost grows with the
+hosts they name: one request of N machines, its status, one return of all
+N, and getReturnRequests for them, through a daemon of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import pathlib
@@ -28,11 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
 
 from hostsmith.actors.proof.loadtest._ports import free_port
+from hostsmith.actors.service import EXAMPLE_TEMPLATES
 
 _HOSTSMITH = [sys.executable, "-m", "hostsmith.actors.cli"]
 
@@ -58,33 +64,19 @@ def run_hf_call(runs: int) -> HfCallReport:
     with tempfile.TemporaryDirectory(prefix="hostsmith-hf-call-") as folder:
         workdir = pathlib.Path(folder)
         served, alone = _config(workdir / "served"), _config(workdir / "alone")
-        port = free_port()
-        with subprocess.Popen(
-            [*_HOSTSMITH, "serve", "--config", str(served), "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        ) as daemon:
-            try:
-                assert daemon.stdout is not None
-                listening = daemon.stdout.readline()
-                if not listening.startswith("hostsmith listening on "):
-                    raise RuntimeError(f"the daemon did not start: {listening!r}")
-                request_id = _post(port, "requestMachines", _ONE_MACHINE)["requestId"]
-                status = workdir / "status.json"
-                status.write_text(json.dumps({"requests": [{"requestId": request_id}]}))
-                poll = [*_HOSTSMITH, "hf", "getRequestStatus", "-f", str(status)]
-                bare = _timed(runs, lambda: _run([sys.executable, "-c", "pass"]))
-                http = _timed(
-                    runs, lambda: _post(port, "getRequestStatus", json.loads(status.read_text()))
-                )
-                through_daemon = _timed(runs, lambda: _run([*poll, "--config", str(served)]))
-                _run([*_HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
-                      "--config", str(alone)])  # fmt: skip
-                in_process = _timed(runs, lambda: _run([*poll, "--config", str(alone)]))
-            finally:
-                daemon.terminate()
-                daemon.wait(timeout=60)
+        with own_daemon(served) as port:
+            request_id = _post(port, "requestMachines", _ONE_MACHINE)["requestId"]
+            status = workdir / "status.json"
+            status.write_text(json.dumps({"requests": [{"requestId": request_id}]}))
+            poll = [*_HOSTSMITH, "hf", "getRequestStatus", "-f", str(status)]
+            bare = _timed(runs, lambda: _run([sys.executable, "-c", "pass"]))
+            http = _timed(
+                runs, lambda: _post(port, "getRequestStatus", json.loads(status.read_text()))
+            )
+            through_daemon = _timed(runs, lambda: _run([*poll, "--config", str(served)]))
+            _run([*_HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
+                  "--config", str(alone)])  # fmt: skip
+            in_process = _timed(runs, lambda: _run([*poll, "--config", str(alone)]))
     return HfCallReport(
         bare_python=bare,
         http_round_trip=http,
@@ -94,14 +86,98 @@ def run_hf_call(runs: int) -> HfCallReport:
     )
 
 
-_ONE_MACHINE = {"template": {"templateId": "OnDemand-Minimal-Template-VM", "machineCount": 1}}
+class BulkReport(msgspec.Struct, kw_only=True):
+    workload: str = "bulk"
+    machines: int
+    requestMachines_ms: float
+    getRequestStatus_ms: float
+    requestReturnMachines_ms: float
+    getReturnRequests_ms: float
+    """Each one call for all `machines`, through the daemon, timed by this process."""
 
 
-def _config(folder: pathlib.Path) -> pathlib.Path:
+def run_bulk(machines: int) -> BulkReport:
+    """One request for `machines` hosts, then one return of them all, through a daemon."""
+    with tempfile.TemporaryDirectory(prefix="hostsmith-bulk-") as folder:
+        config = _config(pathlib.Path(folder) / "daemon", room=machines)
+        with own_daemon(config) as port:
+            asked = {"template": {"templateId": _TEMPLATE, "machineCount": machines}}
+            began = time.perf_counter()
+            request_id = _post(port, "requestMachines", asked)["requestId"]
+            acquired_ms = (time.perf_counter() - began) * 1000
+            ask = {"requests": [{"requestId": request_id}]}
+            for _ in range(_POLLS):
+                entry = _post(port, "getRequestStatus", ask)["requests"]
+                if entry[0]["status"] != "running":  # type: ignore[index]
+                    break
+                time.sleep(0.2)  # a benchmark on the wall clock, waiting for the sim's boot
+            held = [
+                {"name": m["name"], "machineId": m["machineId"]}
+                for m in entry[0]["machines"]  # type: ignore[index]
+            ]
+            status_ms = _took(lambda: _post(port, "getRequestStatus", ask))
+            returned_ms = _took(lambda: _post(port, "requestReturnMachines", {"machines": held}))
+            notices_ms = _took(lambda: _post(port, "getReturnRequests", {"machines": held}))
+    return BulkReport(
+        machines=len(held),
+        requestMachines_ms=round(acquired_ms, 1),
+        getRequestStatus_ms=round(status_ms, 1),
+        requestReturnMachines_ms=round(returned_ms, 1),
+        getReturnRequests_ms=round(notices_ms, 1),
+    )
+
+
+_TEMPLATE = "OnDemand-Minimal-Template-VM"
+_POLLS = 600
+
+
+@contextlib.contextmanager
+def own_daemon(config: pathlib.Path) -> Iterator[int]:
+    """`hostsmith serve` on a free loopback port until the block ends; yields the port."""
+    port = free_port()
+    with subprocess.Popen(
+        [*_HOSTSMITH, "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as daemon:
+        try:
+            assert daemon.stdout is not None
+            listening = daemon.stdout.readline()
+            if not listening.startswith("hostsmith listening on "):
+                raise RuntimeError(f"the daemon did not start: {listening!r}")
+            yield port
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+
+
+_ONE_MACHINE = {"template": {"templateId": _TEMPLATE, "machineCount": 1}}
+
+
+def _config(folder: pathlib.Path, room: int = 0) -> pathlib.Path:
+    """A data dir in `folder`, a fast simulated cloud, and templates with `room` hosts."""
     folder.mkdir()
+    lines = [f'data_dir = "{folder / "data"}"']
+    if room:
+        example = json.loads(EXAMPLE_TEMPLATES.read_text())
+        for template in example["templates"]:
+            template["maxNumber"] = room
+        templates = folder / "templates.json"
+        templates.write_text(json.dumps(example))
+        lines.append(f'templates = "{templates}"')
+    capacity = max(1000, 2 * room)
+    lines += ["[requests]", "poll_interval = 0.5", "[sim]", "boot_time = 0.5",
+              "shutdown_time = 0.5", "latency = 0.001", f"capacity = {capacity}"]  # fmt: skip
     config = folder / "hostsmith.toml"
-    config.write_text(f'data_dir = "{folder / "data"}"\n[sim]\nboot_time = 0.5\n')
+    config.write_text("\n".join(lines) + "\n")
     return config
+
+
+def _took(once: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    once()
+    return (time.perf_counter() - began) * 1000
 
 
 def _run(command: list[str]) -> None:

@@ -1,0 +1,37 @@
+"""The `hf-call` and `bulk` benchmark workloads run end to end and report every figure.
+
+They measure wall-clock time, so the tests check only that each figure is
+there and counts what it says it counts, never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.daemon import hostsmith
+
+pytestmark = pytest.mark.slow
+
+
+def test_hf_call_times_each_kind_of_call_the_same_number_of_times() -> None:
+    done = hostsmith("loadtest", "--workload", "hf-call", "--runs", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    kinds = ("bare_python", "http_round_trip", "daemon_call", "in_process_call")
+    for kind in kinds:
+        figures = report[kind]
+        assert figures["runs"] == 2
+        assert 0 < figures["min_ms"] <= figures["p50_ms"] <= figures["p99_ms"]
+    ratio = report["daemon_call"]["p50_ms"] / report["bare_python"]["p50_ms"]
+    assert report["daemon_call_over_bare_python"] == round(ratio, 2)
+
+
+def test_bulk_requests_and_returns_every_machine_in_one_call_each() -> None:
+    done = hostsmith("loadtest", "--workload", "bulk", "--machines", "25", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["machines"] == 25  # every machine came up, and was handed back
+    for call in ("requestMachines", "getRequestStatus", "requestReturnMachines"):
+        assert report[f"{call}_ms"] > 0

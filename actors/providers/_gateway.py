@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import stamina
@@ -32,6 +33,29 @@ from hostsmith.runtime import CircuitBreaker, CircuitState
 
 log = logging.getLogger("hostsmith.gateway")
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Describe:
+    """One describe being gathered: whose ids, who makes the call, and what came back."""
+
+    machine_ids: set[str] = field(default_factory=set)
+    leader_task: trio.lowlevel.Task | None = None
+    """The caller that opened the batch: it waits the window, then calls for everyone."""
+    done: trio.Event = field(default_factory=trio.Event)
+    found: dict[str, StateChange] = field(default_factory=dict)
+    failure: BaseException | None = None
+
+
+def _again(failure: BaseException) -> BaseException:
+    """The batch's failure for one caller: a fresh exception of the tree, never a shared one."""
+    if isinstance(failure, ProviderError):
+        return type(failure)(failure.message)
+    if isinstance(failure, trio.TooSlowError):
+        return trio.TooSlowError()
+    return TransientProviderError(
+        f"the describe this look shared did not finish: {type(failure).__name__}"
+    )
 
 
 def is_transient(error: BaseException) -> bool:
@@ -48,6 +72,7 @@ class Gateway:
         self.calls = 0
         self.retries = 0
         self._slots = trio.CapacityLimiter(policy.max_concurrent)
+        self._gathering: _Describe | None = None
         self.breaker = CircuitBreaker(
             f"provider:{provider.name}",
             failure_threshold=policy.failure_threshold,
@@ -60,7 +85,39 @@ class Gateway:
         return await self._call("provision", self.provider.provision, request_id, template, count)
 
     async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
-        return await self._call("describe", self.provider.describe, machine_ids)
+        """The machines' states; calls made together share one call to the cloud.
+
+        Every request's driver looks at its machines about once a second while
+        they boot or stop. Each look waits `describe_window` for the others of
+        that moment, and one provider call covers them all: a thousand open
+        requests cost the cloud's rate limit one describe, not a thousand.
+        """
+        batch = self._gathering
+        if batch is None:
+            batch = self._gathering = _Describe(leader_task=trio.lowlevel.current_task())
+        batch.machine_ids.update(machine_ids)
+        if batch.leader_task is trio.lowlevel.current_task():
+            await self._describe_for_all(batch)
+        else:
+            await batch.done.wait()
+        if batch.failure is not None:
+            raise _again(batch.failure)
+        return [batch.found[i] for i in machine_ids if i in batch.found]
+
+    async def _describe_for_all(self, batch: _Describe) -> None:
+        try:
+            await trio.sleep(self.policy.describe_window)  # the others of this moment join
+            self._gathering = None
+            ids = sorted(batch.machine_ids)
+            changes = await self._call("describe", self.provider.describe, ids)
+            batch.found = {change.machine_id: change for change in changes}
+        except BaseException as failure:
+            batch.failure = failure
+            if self._gathering is batch:
+                self._gathering = None
+            raise
+        finally:
+            batch.done.set()
 
     async def terminate(self, machine_ids: Sequence[str]) -> None:
         await self._call("terminate", self.provider.terminate, machine_ids)

@@ -28,3 +28,5 @@ class GatewayPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Consecutive transient failures that open the circuit."""
     reset_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     """Seconds the open circuit waits before it lets a probe through."""
+    describe_window: Annotated[float, msgspec.Meta(ge=0)] = 0.05
+    """Seconds a look at machines waits for the others of that moment, to share one call."""

@@ -16,8 +16,10 @@ class RequestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     timeout: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
     """Seconds an acquire or return request may take before it times out."""
-    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    """Seconds between the driver's looks at the cloud for one request."""
+    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """Seconds between the driver's looks at the cloud for one request; the looks of
+    every request in one moment share one describe call (`gateway.describe_window`), so
+    a short interval reports machines up (or gone) soon without costing the rate limit."""
     retention: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     """Seconds a settled request stays in memory for Host Factory's status polls.
 

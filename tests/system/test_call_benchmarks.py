@@ -35,3 +35,5 @@ def test_bulk_requests_and_returns_every_machine_in_one_call_each() -> None:
     assert report["machines"] == 25  # every machine came up, and was handed back
     for call in ("requestMachines", "getRequestStatus", "requestReturnMachines"):
         assert report[f"{call}_ms"] > 0
+    # nothing can be complete before the cloud has booted it
+    assert report["complete_after_ms"] >= report["cloud_boot_ms"] == 500.0

@@ -52,6 +52,7 @@ from hostsmith.actors.proof.loadtest import (
     run_activation,
     run_appends,
     run_bulk,
+    run_burst_on_daemon,
     run_counter,
     run_hf_call,
     run_hostfactory,
@@ -74,6 +75,7 @@ class Workload(enum.StrEnum):
     hostfactory = "hostfactory"
     hf_call = "hf-call"
     bulk = "bulk"
+    burst = "burst"
     peer_eventsourcing = "peer-eventsourcing"
 
 
@@ -86,7 +88,9 @@ def loadtest(
             "request/poll/return cycle from --concurrency clients), hf-call (one Host "
             "Factory call as a new process, to a daemon and in process, beside a bare "
             "interpreter start and a raw HTTP round trip), bulk (one request and one return "
-            "of --machines hosts through a daemon), or peer-eventsourcing "
+            "of --machines hosts through a daemon), burst (Host Factory bursting to --hosts "
+            "hosts: requests of 1-1,000, polled every --hf-poll s, then returned), or "
+            "peer-eventsourcing "
             "(the counter workload on the eventsourcing library, to compare with)."
         ),
     ] = Workload.counter,
@@ -147,6 +151,14 @@ def loadtest(
         bool, typer.Option(help="hostfactory: a live display of throughput, p50, p99, errors.")
     ] = True,
     runs: Annotated[int, typer.Option(help="hf-call: runs of each kind of call.")] = 50,
+    hosts: Annotated[int, typer.Option(help="burst: hosts requested in all.")] = 10_000,
+    hf_poll: Annotated[
+        float, typer.Option(help="burst: seconds between Host Factory's polls (HF: 30).")
+    ] = 30.0,
+    boot_time: Annotated[
+        float, typer.Option(help="burst: seconds the simulated cloud takes to boot a host.")
+    ] = 3.0,
+    senders: Annotated[int, typer.Option(help="burst: concurrent callers sending the burst.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Drive a built-in workload and report throughput and latency."""
@@ -171,6 +183,16 @@ def loadtest(
                 ),
                 report=report,
                 progress=progress,
+            )
+        elif workload is Workload.burst:
+            if hf_poll <= 0 or boot_time < 0:
+                fail("--hf-poll must be above 0 and --boot-time at least 0")
+            result, _ = trio.run(
+                run_burst_on_daemon,
+                positive("hosts", hosts),
+                hf_poll,
+                boot_time,
+                positive("senders", senders),
             )
         elif workload is Workload.bulk:
             result = run_bulk(positive("machines", machines))

@@ -12,6 +12,14 @@ from __future__ import annotations
 from hostsmith.actors.proof.loadtest._appends import (
     run_appends as run_appends,
 )
+from hostsmith.actors.proof.loadtest._burst import (
+    BurstOutcome as BurstOutcome,
+    BurstPlan as BurstPlan,
+    BurstReport as BurstReport,
+    request_sizes as request_sizes,
+    run_burst as run_burst,
+    run_burst_on_daemon as run_burst_on_daemon,
+)
 from hostsmith.actors.proof.loadtest._counter import (
     CounterLoad as CounterLoad,
     resident_set_bytes as resident_set_bytes,
@@ -65,6 +73,9 @@ from hostsmith.actors.proof.loadtest._report import (
 __all__ = [
     "COUNTER",
     "BulkReport",
+    "BurstOutcome",
+    "BurstPlan",
+    "BurstReport",
     "CallFailed",
     "Counter",
     "CounterLoad",
@@ -86,10 +97,13 @@ __all__ = [
     "one_cycle",
     "over_http",
     "poll_status",
+    "request_sizes",
     "resident_set_bytes",
     "run_activation",
     "run_appends",
     "run_bulk",
+    "run_burst",
+    "run_burst_on_daemon",
     "run_counter",
     "run_hf_call",
     "run_hostfactory",

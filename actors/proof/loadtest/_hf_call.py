@@ -64,7 +64,8 @@ def run_hf_call(runs: int) -> HfCallReport:
     with tempfile.TemporaryDirectory(prefix="hostsmith-hf-call-") as folder:
         workdir = pathlib.Path(folder)
         served, alone = _config(workdir / "served"), _config(workdir / "alone")
-        with own_daemon(served) as port:
+        with own_daemon(served) as daemon:
+            port = daemon.port
             request_id = _post(port, "requestMachines", _ONE_MACHINE)["requestId"]
             status = workdir / "status.json"
             status.write_text(json.dumps({"requests": [{"requestId": request_id}]}))
@@ -104,7 +105,8 @@ def run_bulk(machines: int) -> BulkReport:
     """One request for `machines` hosts, then one return of them all, through a daemon."""
     with tempfile.TemporaryDirectory(prefix="hostsmith-bulk-") as folder:
         config = _config(pathlib.Path(folder) / "daemon", room=machines)
-        with own_daemon(config) as port:
+        with own_daemon(config) as daemon:
+            port = daemon.port
             asked = {"template": {"templateId": _TEMPLATE, "machineCount": machines}}
             began = time.perf_counter()
             request_id = _post(port, "requestMachines", asked)["requestId"]
@@ -139,9 +141,14 @@ _POLLS = 6000
 _BOOT = 0.5
 
 
+class Served(msgspec.Struct, frozen=True):
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def own_daemon(config: pathlib.Path) -> Iterator[int]:
-    """`hostsmith serve` on a free loopback port until the block ends; yields the port."""
+def own_daemon(config: pathlib.Path) -> Iterator[Served]:
+    """`hostsmith serve` on a free loopback port until the block ends: its port and pid."""
     port = free_port()
     with subprocess.Popen(
         [*_HOSTSMITH, "serve", "--config", str(config), "--port", str(port)],
@@ -154,7 +161,7 @@ def own_daemon(config: pathlib.Path) -> Iterator[int]:
             listening = daemon.stdout.readline()
             if not listening.startswith("hostsmith listening on "):
                 raise RuntimeError(f"the daemon did not start: {listening!r}")
-            yield port
+            yield Served(port, daemon.pid)
         finally:
             daemon.terminate()
             daemon.wait(timeout=60)

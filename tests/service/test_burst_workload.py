@@ -58,7 +58,13 @@ async def test_every_host_requested_is_seen_complete_returned_and_in_the_log(
         SimSettings(capacity=2 * HOSTS, boot_time=20.0),
         clock=lambda: 1_767_225_600.0 + trio.current_time(),
     )
-    plan = BurstPlan(hosts=HOSTS, templates=tuple(templates), poll_interval=30.0, senders=20)
+    plan = BurstPlan(
+        hosts=HOSTS,
+        templates=tuple(templates),
+        poll_interval=30.0,
+        senders=20,
+        template_limit=HOSTS,
+    )
     recorder = Recorder()
     try:
         async with open_service(Config(data_dir=str(tmp_path)), store, cloud, templates) as app:

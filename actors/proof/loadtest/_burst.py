@@ -64,6 +64,8 @@ class BurstPlan(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval: float = 30.0
     senders: int = 50
     largest_request: int = 1000
+    template_limit: int = 10_000
+    """Each template's maxNumber."""
     seed: int = 0
     max_polls: int = 1000
 
@@ -110,9 +112,17 @@ async def run_burst(
     outcome = BurstOutcome(requests=len(sizes), hosts_requested=plan.hosts)
     asked_at: dict[str, float] = {}
     sizes_of: dict[str, int] = {}
+    # Each request goes where the most room is left, as an admin spreads a burst
+    # over templates; chosen before sending, so the concurrency changes nothing.
+    room = dict.fromkeys(plan.templates, plan.template_limit)
+    chosen = []
+    for size in sizes:
+        template = max(room, key=lambda name: room[name])
+        room[template] -= size
+        chosen.append(template)
 
     async def ask(index: int, size: int) -> None:
-        template = plan.templates[index % len(plan.templates)]
+        template = chosen[index]
         payload = {"template": {"templateId": template, "machineCount": size}}
         began = trio.current_time()
         try:
@@ -249,7 +259,8 @@ async def run_burst_on_daemon(
     hosts: int, poll_interval: float, boot_time: float, senders: int
 ) -> tuple[BurstReport, Recorder]:
     """The benchmark: a daemon of its own on the simulated cloud, driven over HTTP."""
-    templates = max(1, math.ceil(hosts / TEMPLATE_LIMIT))
+    # a tenth to spare, so that requests of up to 1,000 always fit somewhere
+    templates = max(1, math.ceil(hosts * 1.1 / TEMPLATE_LIMIT))
     with tempfile.TemporaryDirectory(prefix="hostsmith-burst-") as folder:
         workdir = pathlib.Path(folder)
         names = _burst_templates(workdir, templates, hosts)
@@ -259,7 +270,13 @@ async def run_burst_on_daemon(
             f"[sim]\nboot_time = {boot_time}\nshutdown_time = {boot_time}\n"
             f"latency = 0.01\ncapacity = {2 * hosts}\n"
         )
-        plan = BurstPlan(hosts=hosts, templates=names, poll_interval=poll_interval, senders=senders)
+        plan = BurstPlan(
+            hosts=hosts,
+            templates=names,
+            poll_interval=poll_interval,
+            senders=senders,
+            template_limit=min(TEMPLATE_LIMIT, hosts),
+        )
         recorder = Recorder()
         with own_daemon(config) as daemon:  # started before any trio task runs
             report = await _drive(daemon, workdir, plan, recorder, templates)

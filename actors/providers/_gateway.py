@@ -84,14 +84,20 @@ class Gateway:
     async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
         return await self._call("provision", self.provider.provision, request_id, template, count)
 
-    async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
+    async def describe(
+        self, machine_ids: Sequence[str], *, share: bool = True
+    ) -> list[StateChange]:
         """The machines' states; calls made together share one call to the cloud.
 
         Every request's driver looks at its machines about once a second while
         they boot or stop. Each look waits `describe_window` for the others of
         that moment, and one provider call covers them all: a thousand open
         requests cost the cloud's rate limit one describe, not a thousand.
+        A look that someone is waiting for (a Host Factory call) passes
+        `share=False` and is made at once, on its own.
         """
+        if not share:
+            return await self._call("describe", self.provider.describe, machine_ids)
         batch = self._gathering
         if batch is None:
             batch = self._gathering = _Describe(leader_task=trio.lowlevel.current_task())

@@ -42,11 +42,12 @@ from hostsmith.actors.hostfactory import (
     Reserve,
     ReturnNotice,
     ReturnRequests,
+    StateChange,
     Template,
     TemplateEntry,
     to_host_factory,
 )
-from hostsmith.actors.providers import Gateway
+from hostsmith.actors.providers import Gateway, ReclaimNotice
 from hostsmith.actors.service._driver import Driver
 from hostsmith.actors.service._projections import Projections
 from hostsmith.actors.service._settings import RequestSettings
@@ -263,12 +264,27 @@ class HostFactory:
             for ref, machine in found
             if machine is None and not await self._has_live_record(ref)
         ]
-        notices = {n.machine_id: n for n in await self.gateway.reclaim_notices()}
-        gone = []
-        if held:
-            for change in await self.gateway.describe(list(held)):
-                if change.state == "terminated" and change.machine_id not in notices:
-                    gone.append(change.machine_id)
+        # The two questions to the cloud are asked together, and not batched with
+        # the driver's looks: Host Factory is waiting for this answer.
+        found_notices: list[ReclaimNotice] = []
+        changes: list[StateChange] = []
+
+        async def ask_notices() -> None:
+            found_notices.extend(await self.gateway.reclaim_notices())
+
+        async def ask_states() -> None:
+            if held:
+                changes.extend(await self.gateway.describe(list(held), share=False))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_notices)
+            nursery.start_soon(ask_states)
+        notices = {n.machine_id: n for n in found_notices}
+        gone = [
+            change.machine_id
+            for change in changes
+            if change.state == "terminated" and change.machine_id not in notices
+        ]
         listed = [
             ReturnNotice(held[machine_id].name, notice.grace_period)
             for machine_id, notice in notices.items()

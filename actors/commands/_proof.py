@@ -143,8 +143,8 @@ def loadtest(
     report: Annotated[
         pathlib.Path | None,
         typer.Option(
-            help="hostfactory: also plot latency over time and its distribution "
-            "into FILE.html or FILE.png."
+            help="hostfactory and burst: also plot throughput, latency over time, its "
+            "distribution and the errors into FILE.html or FILE.png."
         ),
     ] = None,
     progress: Annotated[
@@ -187,13 +187,18 @@ def loadtest(
         elif workload is Workload.burst:
             if hf_poll <= 0 or boot_time < 0:
                 fail("--hf-poll must be above 0 and --boot-time at least 0")
-            result, _ = trio.run(
+            if report is not None:
+                _check_report(report)
+            result, recorder = trio.run(
                 run_burst_on_daemon,
                 positive("hosts", hosts),
                 hf_poll,
                 boot_time,
                 positive("senders", senders),
             )
+            if report is not None:
+                write_report(report, result, recorder)
+                stderr.print(f"wrote {report}", highlight=False, markup=False)
         elif workload is Workload.bulk:
             result = run_bulk(positive("machines", machines))
         elif workload is Workload.hf_call:
@@ -241,10 +246,7 @@ def _hostfactory_load(
     if offer.duration is not None and offer.duration <= 0:
         fail(f"--duration must be above 0, not {offer.duration:g}")
     if report is not None:
-        try:
-            check_report_path(report)
-        except ReportError as error:
-            fail(str(error))
+        _check_report(report)
     live = Live(console=stderr, refresh_per_second=4) if progress and stderr.is_terminal else None
 
     def on_tick(recorder: Recorder, elapsed: float) -> None:
@@ -272,6 +274,13 @@ def _hostfactory_load(
         write_report(report, outcome, recorder)
         stderr.print(f"wrote {report}", highlight=False, markup=False)
     return outcome
+
+
+def _check_report(path: pathlib.Path) -> None:
+    try:
+        check_report_path(path)
+    except ReportError as error:
+        fail(str(error))
 
 
 def progress_table(recorder: Recorder, elapsed: float) -> Table:

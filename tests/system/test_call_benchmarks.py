@@ -7,6 +7,7 @@ there and counts what it says it counts, never how fast anything was.
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 
@@ -37,3 +38,25 @@ def test_bulk_requests_and_returns_every_machine_in_one_call_each() -> None:
         assert report[f"{call}_ms"] > 0
     # nothing can be complete before the cloud has booted it
     assert report["complete_after_ms"] >= report["cloud_boot_ms"] == 500.0
+
+
+def test_a_small_burst_through_a_daemon_brings_up_and_returns_every_host_and_plots_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    page = tmp_path / "burst.html"
+    done = hostsmith(
+        "loadtest", "--workload", "burst", "--hosts", "300", "--hf-poll", "0.5",
+        "--boot-time", "0.2", "--senders", "5", "--report", str(page), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    outcome = report["outcome"]
+    assert outcome["hosts_requested"] == outcome["hosts_complete"] == 300
+    assert outcome["hosts_returned"] == 300
+    assert outcome["requests_failed"] == 0
+    assert report["daemon_rss_bytes"] > 0
+    assert report["store_bytes"] > 0
+    assert report["events_per_host"] > 0
+    text = page.read_text()
+    assert "a burst to 300 hosts over 1 templates" in text
+    assert "getReturnRequests" in text

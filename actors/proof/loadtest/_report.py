@@ -3,7 +3,7 @@
 Four plots, one figure, drawn with matplotlib (headless, the Agg backend),
 each answering one question an operator asks of a load test:
 
-- throughput over time: cycles offered and completed per second, and failed
+- throughput over time: cycles offered and completed, calls answered, and failed
   calls per second, so a run that kept up, fell behind or failed shows it at
   a glance (a run with many failures never looks healthy);
 - p50 over time and p99 over time, per Host Factory call, in separate
@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from hostsmith.actors.hostfactory import COMMANDS
+from hostsmith.actors.proof.loadtest._burst import BurstReport
 from hostsmith.actors.proof.loadtest._hostfactory import HostFactoryReport, Recorder
 
 FORMATS = (".html", ".png")
@@ -56,7 +57,7 @@ def check_report_path(path: pathlib.Path) -> None:
         raise ReportError("--report needs matplotlib: pip install 'hostsmith[report]'") from None
 
 
-def write_report(path: pathlib.Path, report: HostFactoryReport, recorder: Recorder) -> None:
+def write_report(path: pathlib.Path, report: Reported, recorder: Recorder) -> None:
     figure = _figure(report, recorder)
     if path.suffix.lower() == ".png":
         figure.savefig(path, dpi=110)
@@ -66,7 +67,7 @@ def write_report(path: pathlib.Path, report: HostFactoryReport, recorder: Record
     path.write_text(_page(report, svg.getvalue()))
 
 
-def _figure(report: HostFactoryReport, recorder: Recorder) -> Any:
+def _figure(report: Reported, recorder: Recorder) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,10 +77,7 @@ def _figure(report: HostFactoryReport, recorder: Recorder) -> Any:
     figure = pyplot.figure(figsize=(11, 13 + 0.25 * len(reasons)))
     grid = figure.add_gridspec(5, 1, height_ratios=[1, 1, 1, 1.1, 0.25 + 0.12 * len(reasons)])
     throughput, p50, p99, distribution = (figure.add_subplot(grid[n]) for n in range(4))
-    title = f"hostsmith loadtest: {report.clients} clients, {report.mode} loop"
-    if report.rate:
-        title += f" at {report.rate:g} cycles/s"
-    figure.suptitle(f"{title}, target {report.target}\n{_error_summary(report)}")
+    figure.suptitle(f"{_title(report)}\n{_error_summary(report)}")
     width = _slice_width(recorder)
     _plot_throughput(throughput, recorder, max(width, 1.0))  # counts need wider slices
     _plot_latency_over_time(p50, recorder, width, 0.5, "p50 latency over time")
@@ -94,8 +92,23 @@ def _figure(report: HostFactoryReport, recorder: Recorder) -> Any:
 
 _REASONS_SHOWN = 8
 
+Reported = HostFactoryReport | BurstReport
+"""The runs a report can be drawn for: both time every call into a `Recorder`."""
 
-def _error_summary(report: HostFactoryReport) -> str:
+
+def _title(report: Reported) -> str:
+    if isinstance(report, BurstReport):
+        return (
+            f"hostsmith loadtest: a burst to {report.hosts:,} hosts over {report.templates} "
+            f"templates, Host Factory polling every {report.poll_interval_s:g} s"
+        )
+    title = f"hostsmith loadtest: {report.clients} clients, {report.mode} loop"
+    if report.rate:
+        title += f" at {report.rate:g} cycles/s"
+    return f"{title}, target {report.target}"
+
+
+def _error_summary(report: Reported) -> str:
     calls = sum(figures.calls for figures in report.calls.values())
     failed = sum(report.errors.values())
     if not failed:
@@ -112,7 +125,7 @@ def _percent(part: int, whole: int) -> str:
     return f"{100 * part / max(whole, 1):.0f}%"
 
 
-def _error_lines(report: HostFactoryReport) -> str:
+def _error_lines(report: Reported) -> str:
     if not report.error_reasons:
         return "errors by reason: none"
     lines = ["errors by reason:"]
@@ -142,9 +155,11 @@ def _per_second(times: list[float], width: float) -> tuple[list[float], list[flo
 
 def _plot_throughput(axes: Any, recorder: Recorder, width: float) -> None:
     failures = [ended for ended, _, _, succeeded in recorder.timeline if not succeeded]
+    answered = [ended for ended, _, _, succeeded in recorder.timeline if succeeded]
     for times, label, style in (
         (recorder.offered, "cycles offered", "--"),
         (recorder.completed, "cycles completed", "-"),
+        (answered, "calls answered", ":"),
         (failures, "failed calls", "-"),
     ):
         seconds, rates = _per_second(times, width)
@@ -171,7 +186,7 @@ def _plot_latency_over_time(
         times = sorted(by_slice)
         values = [_quantile(by_slice[t], quantile) for t in times]
         seconds = [(t + 0.5) * width for t in times]
-        axes.plot(seconds, values, color=_COLOURS[command], label=command)
+        axes.plot(seconds, values, color=_COLOURS[command], label=command, marker=".", markersize=3)
     axes.set_title(title)
     axes.set_xlabel("seconds into the run")
     axes.set_ylabel("ms")
@@ -211,10 +226,10 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def _page(report: HostFactoryReport, svg: str) -> str:
+def _page(report: Reported, svg: str) -> str:
     fields = msgspec.structs.asdict(report)
     calls = fields.pop("calls")
-    cycle = fields.pop("cycle")
+    cycle = fields.pop("cycle", None)
     reasons = fields.pop("error_reasons")
     errors = "".join(
         f"<tr><td>{group.count:,}</td><th>{html.escape(group.kind)}</th>"
@@ -243,7 +258,7 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}
 th {{ text-align: left; background: #f4f4f4; }}
 td.text {{ text-align: left; }}
 </style></head><body>
-<h1>hostsmith loadtest: Host Factory cycles</h1>
+<h1>{html.escape(_title(report))}</h1>
 <table>{summary}</table>
 <table><tr><th>call</th><th>calls</th><th>errors</th><th>p50 ms</th><th>p90 ms</th>
 <th>p99 ms</th><th>max ms</th></tr>{per_call}</table>

@@ -31,8 +31,14 @@ from urllib.parse import urlsplit
 import msgspec
 import trio
 
-from hostsmith.runtime import EventStore, StoreOpenError
-from hostsmith.stores._migrate import MigrationError, MigrationReport, agreed_prefix, migrate
+from hostsmith.runtime import StoreOpenError
+from hostsmith.stores._migrate import (
+    MigrationError,
+    MigrationReport,
+    agreed_prefix,
+    extent,
+    migrate,
+)
 from hostsmith.stores._open import open_store
 from hostsmith.stores._sqlite import sqlite_path
 
@@ -71,7 +77,7 @@ async def back_up(
                 await migrate(source, target)
         await trio.to_thread.run_sync(check_integrity, copy)
         async with open_store(f"sqlite://{copy}") as backup:
-            events, last_position = await _extent(backup)
+            events, last_position = await extent(backup)
             try:
                 await agreed_prefix(source, backup, 2000)
             except MigrationError as differs:
@@ -110,7 +116,7 @@ async def restore(
     copy = folder / EVENTS_FILE
     await trio.to_thread.run_sync(check_integrity, copy)
     async with open_store(f"sqlite://{copy}") as backup, open_store(url) as target:
-        events, last_position = await _extent(backup)
+        events, last_position = await extent(backup)
         if (events, last_position) != (manifest.events, manifest.last_position):
             raise BackupError(
                 f"{copy} holds {events} events up to position {last_position}, but "
@@ -174,12 +180,3 @@ def check_integrity(path: pathlib.Path) -> None:
         db.close()
     if verdict != "ok":
         raise BackupError(f"{path} fails SQLite's integrity check: {verdict}")
-
-
-async def _extent(store: EventStore) -> tuple[int, int]:
-    """(how many events, the last position) of a store, read through."""
-    events = last = 0
-    while batch := await store.read_all(last, 2000):
-        events += len(batch)
-        last = batch[-1].position
-    return events, last

@@ -83,11 +83,13 @@ def _identity(event: StoredEvent) -> tuple[str, int, int, str, str, int, bytes]:
     )
 
 
-async def _count(store: EventStore, batch: int) -> int:
-    count = 0
-    while events := await store.read_all(count, batch):
-        count = events[-1].position
-    return count
+async def extent(store: EventStore, batch: int = 2000) -> tuple[int, int]:
+    """(how many events, the last position) of a store, read through."""
+    events = last = 0
+    while read := await store.read_all(last, batch):
+        events += len(read)
+        last = read[-1].position
+    return events, last
 
 
 async def agreed_prefix(source: EventStore, target: EventStore, batch: int) -> int:
@@ -118,7 +120,7 @@ async def migrate(
     batch: int = 2000,
     progress: Progress | None = None,
 ) -> MigrationReport:
-    total = await _count(source, batch)
+    _, total = await extent(source, batch)
     done = resumed = await agreed_prefix(source, target, batch)
     if progress:
         progress(done, total)

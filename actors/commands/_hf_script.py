@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, NoReturn
 import msgspec
 
 from hostsmith.actors.errors import HostsmithError, UnknownCommand, redact
+from hostsmith.actors.server import one_shot_claim
+from hostsmith.actors.service import load_config
 
 if TYPE_CHECKING:
     from hostsmith.actors.hostfactory import HostFactoryAnswer
@@ -62,9 +64,6 @@ def hf_script(arguments: list[str]) -> int:
             hf_fail(f"cannot read input file {given.file}: {error.strerror}")
     else:
         body = (given.data or "").encode()
-    from hostsmith.actors.server import one_shot_claim
-    from hostsmith.actors.service import load_config
-
     try:
         settings = load_config(given.config)
     except HostsmithError as error:

@@ -48,8 +48,14 @@ from hostsmith.actors.proof._invariants import (
     check_log,
     read_everything,
 )
-from hostsmith.actors.proof.loadtest import Recorder, free_port, host_factory_client, over_http
-from hostsmith.actors.service import EXAMPLE_TEMPLATES, load_config
+from hostsmith.actors.proof.loadtest import (
+    Recorder,
+    free_port,
+    host_factory_client,
+    over_http,
+    templates_with_room,
+)
+from hostsmith.actors.service import load_config
 from hostsmith.stores import open_store
 
 START_LIMIT = 60.0
@@ -92,10 +98,7 @@ class CrashReport(msgspec.Struct, kw_only=True):
 def prepare(workdir: pathlib.Path) -> pathlib.Path:
     """Write the daemon's config and templates (big enough never to refuse) into `workdir`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    templates = json.loads(EXAMPLE_TEMPLATES.read_text())
-    for template in templates["templates"]:
-        template["maxNumber"] = 10_000
-    (workdir / "templates.json").write_text(json.dumps(templates))
+    templates_with_room(workdir / "templates.json", 10_000)
     config = workdir / "hostsmith.toml"
     config.write_text(_CONFIG.format(data=workdir / "data", templates=workdir / "templates.json"))
     return config

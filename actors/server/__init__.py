@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from hostsmith.actors.server._claim import (
         DaemonAddress as DaemonAddress,
         one_shot_claim as one_shot_claim,
-        read_address as read_address,
     )
     from hostsmith.actors.server._daemon import (
         serve as serve,
@@ -43,7 +42,6 @@ __all__ = [
     "DaemonAddress",
     "configure_logging",
     "one_shot_claim",
-    "read_address",
     "serve",
     "tune_process",
 ]

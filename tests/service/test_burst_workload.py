@@ -9,7 +9,6 @@ terminated.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import random
 
@@ -23,10 +22,10 @@ from hostsmith.actors.proof.loadtest import (
     calls_into,
     request_sizes,
     run_burst,
+    templates_with_room,
 )
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import (
-    EXAMPLE_TEMPLATES,
     Config,
     load_templates,
     open_service,
@@ -46,12 +45,7 @@ def test_request_sizes_add_up_and_stay_within_host_factorys_bounds() -> None:
 async def test_every_host_requested_is_seen_complete_returned_and_in_the_log(
     tmp_path: pathlib.Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    example = json.loads(EXAMPLE_TEMPLATES.read_text())
-    for template in example["templates"]:
-        template["maxNumber"] = HOSTS
-    path = tmp_path / "templates.json"
-    path.write_text(json.dumps(example))
-    templates = load_templates(path)
+    templates = load_templates(templates_with_room(tmp_path / "templates.json", HOSTS))
     store = MemoryStore()
     cloud = SimProvider(
         tmp_path / "sim.db",

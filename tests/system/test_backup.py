@@ -18,6 +18,7 @@ import threading
 import httpx
 import pytest
 
+from hostsmith.actors.proof.loadtest import templates_with_room
 from tests.support.daemon import Daemon, hf, hostsmith, write_config
 
 pytestmark = pytest.mark.slow
@@ -54,13 +55,7 @@ def keep_calling(url: str, acknowledged: list[str], started: threading.Event) ->
 def test_a_backup_taken_under_load_restores_into_a_new_data_dir_and_serves(
     tmp_path: pathlib.Path,
 ) -> None:
-    templates = tmp_path / "templates.json"
-    example = json.loads(
-        (pathlib.Path(__file__).parents[2] / "actors/service/example_templates.json").read_text()
-    )
-    for template in example["templates"]:
-        template["maxNumber"] = 1000
-    templates.write_text(json.dumps(example))
+    templates = templates_with_room(tmp_path / "templates.json", 1000)
     config = write_config(tmp_path, f'templates = "{templates}"')
     daemon = Daemon(config).start()
     acknowledged: list[str] = []

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from hostsmith.actors.hostfactory import CAPACITY
-from hostsmith.actors.service import EXAMPLE_TEMPLATES
+from hostsmith.actors.proof.loadtest import templates_with_room
 from hostsmith.stores import open_store
 from tests.conftest import prepare, url_for
 from tests.support.daemon import Daemon
@@ -41,11 +41,8 @@ boot_time = 60.0
 
 def config_for(directory: pathlib.Path, data_dir: pathlib.Path, store: str) -> pathlib.Path:
     directory.mkdir(parents=True, exist_ok=True)
-    templates = directory / "templates.json"
-    example = json.loads(EXAMPLE_TEMPLATES.read_text())
-    for template in example["templates"]:
-        template["maxNumber"] = 1000  # room for every request: each one must be reserved
-    templates.write_text(json.dumps(example))
+    # room for every request: each one must be reserved
+    templates = templates_with_room(directory / "templates.json", 1000)
     config = directory / "hostsmith.toml"
     config.write_text(
         f'data_dir = "{data_dir}"\nstore = "{store}"\ntemplates = "{templates}"\n{QUIET_DRIVER}'

@@ -31,6 +31,10 @@ from hostsmith.actors.proof.loadtest._counter_aggregate import (
     Counter as Counter,
     Increment as Increment,
 )
+from hostsmith.actors.proof.loadtest._daemon import (
+    free_port as free_port,
+    templates_with_room as templates_with_room,
+)
 from hostsmith.actors.proof.loadtest._hf_call import (
     BulkReport as BulkReport,
     HfCallReport as HfCallReport,
@@ -56,9 +60,6 @@ from hostsmith.actors.proof.loadtest._hostfactory import (
 from hostsmith.actors.proof.loadtest._peer import (
     PeerReport as PeerReport,
     run_peer_eventsourcing as run_peer_eventsourcing,
-)
-from hostsmith.actors.proof.loadtest._ports import (
-    free_port as free_port,
 )
 from hostsmith.actors.proof.loadtest._replay import (
     run_activation as run_activation,
@@ -110,5 +111,6 @@ __all__ = [
     "run_peer_eventsourcing",
     "run_replay",
     "run_resident_memory",
+    "templates_with_room",
     "write_report",
 ]

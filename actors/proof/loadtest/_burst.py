@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 import trio
 
-from hostsmith.actors.proof.loadtest._hf_call import Served, own_daemon
+from hostsmith.actors.proof.loadtest._daemon import Served, own_daemon
 from hostsmith.actors.proof.loadtest._hostfactory import (
     CallFailed,
     CallFigures,

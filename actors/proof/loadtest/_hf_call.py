@@ -24,7 +24,6 @@ N, and getReturnRequests for them, through a daemon of its own.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import pathlib
@@ -33,14 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import msgspec
 
-from hostsmith.actors.proof.loadtest._ports import free_port
-from hostsmith.actors.service import EXAMPLE_TEMPLATES
-
-_HOSTSMITH = [sys.executable, "-m", "hostsmith.actors.cli"]
+from hostsmith.actors.proof.loadtest._daemon import HOSTSMITH, own_daemon, templates_with_room
 
 
 class Timing(msgspec.Struct, kw_only=True):
@@ -69,13 +65,13 @@ def run_hf_call(runs: int) -> HfCallReport:
             request_id = _post(port, "requestMachines", _ONE_MACHINE)["requestId"]
             status = workdir / "status.json"
             status.write_text(json.dumps({"requests": [{"requestId": request_id}]}))
-            poll = [*_HOSTSMITH, "hf", "getRequestStatus", "-f", str(status)]
+            poll = [*HOSTSMITH, "hf", "getRequestStatus", "-f", str(status)]
             bare = _timed(runs, lambda: _run([sys.executable, "-c", "pass"]))
             http = _timed(
                 runs, lambda: _post(port, "getRequestStatus", json.loads(status.read_text()))
             )
             through_daemon = _timed(runs, lambda: _run([*poll, "--config", str(served)]))
-            _run([*_HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
+            _run([*HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
                   "--config", str(alone)])  # fmt: skip
             in_process = _timed(runs, lambda: _run([*poll, "--config", str(alone)]))
     return HfCallReport(
@@ -141,32 +137,6 @@ _POLLS = 6000
 _BOOT = 0.5
 
 
-class Served(msgspec.Struct, frozen=True):
-    port: int
-    pid: int
-
-
-@contextlib.contextmanager
-def own_daemon(config: pathlib.Path) -> Iterator[Served]:
-    """`hostsmith serve` on a free loopback port until the block ends: its port and pid."""
-    port = free_port()
-    with subprocess.Popen(
-        [*_HOSTSMITH, "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as daemon:
-        try:
-            assert daemon.stdout is not None
-            listening = daemon.stdout.readline()
-            if not listening.startswith("hostsmith listening on "):
-                raise RuntimeError(f"the daemon did not start: {listening!r}")
-            yield Served(port, daemon.pid)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
-
-
 _ONE_MACHINE = {"template": {"templateId": _TEMPLATE, "machineCount": 1}}
 
 
@@ -175,11 +145,7 @@ def _config(folder: pathlib.Path, room: int = 0) -> pathlib.Path:
     folder.mkdir()
     lines = [f'data_dir = "{folder / "data"}"']
     if room:
-        example = json.loads(EXAMPLE_TEMPLATES.read_text())
-        for template in example["templates"]:
-            template["maxNumber"] = room
-        templates = folder / "templates.json"
-        templates.write_text(json.dumps(example))
+        templates = templates_with_room(folder / "templates.json", room)
         lines.append(f'templates = "{templates}"')
     capacity = max(1000, 2 * room)
     lines += ["[sim]", f"boot_time = {_BOOT}", "shutdown_time = 0.5", "latency = 0.001",
@@ -217,12 +183,7 @@ def _post(port: int, command: str, payload: object) -> dict[str, object]:
 
 
 def _timed(runs: int, once: Callable[[], object]) -> Timing:
-    took = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        once()
-        took.append((time.perf_counter() - began) * 1000)
-    took.sort()
+    took = sorted(_took(once) for _ in range(runs))
     return Timing(
         runs=runs,
         p50_ms=round(statistics.median(took), 2),

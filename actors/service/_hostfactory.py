@@ -213,8 +213,8 @@ class HostFactory:
         A machine claimed by another return that has not opened is contested:
         that return is in flight (its claims go out together, as ours do) or
         a failure cut it short (the sweep releases its claims later). Neither
-        can be named in our answer. So the younger return (the smaller id)
-        lets go of everything and tries again shortly, while the other keeps
+        can be named in our answer. So the return with the smaller id lets
+        go of everything and tries again shortly, while the other keeps
         its claims and waits for the contested machines to come free or their
         holder to open: two racing returns never wait for each other, and each
         machine ends in exactly one return. A holder that neither opens nor

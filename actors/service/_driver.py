@@ -36,11 +36,12 @@ from hostsmith.actors.hostfactory import (
     RecordMachineState,
     RecordStates,
     Request,
+    StateChange,
     Template,
 )
 from hostsmith.actors.providers import Gateway, Provisioned
 from hostsmith.actors.service._projections import Projections
-from hostsmith.actors.service._settlement import Settlement
+from hostsmith.actors.service._settlement import Settlement, each_at_once
 from hostsmith.runtime import CircuitOpen, Runtime, RuntimeFault, correlation
 
 log = logging.getLogger("hostsmith.service")
@@ -127,9 +128,10 @@ class Driver:
         try:
             while True:
                 try:
-                    if request_id in self._unrecorded:
-                        await self._record_unrecorded(request_id)
                     state = await request.state()
+                    if request_id in self._unrecorded:
+                        await self._record_unrecorded(request_id, state.template_id)
+                        state = await request.state()
                     if not records_checked and state.kind == "acquire":
                         machines = state.machines.values()
                         await self._record_launches(request_id, state.template_id, machines)
@@ -173,12 +175,11 @@ class Driver:
                 )
                 return
             provisioned = await self.gateway.provision(request_id, template, state.count)
-            # The request first: it is what settles, and what terminates machines
-            # it never delivered, so it must learn of every machine the cloud made,
-            # even if it settled meanwhile (kept here until it is recorded).
+            # The request must learn of every machine the cloud made, even if it
+            # settled meanwhile (it terminates what it never delivered): kept here
+            # until it is recorded.
             self._unrecorded[request_id] = provisioned
-            await self._record_unrecorded(request_id)
-            await self._record_launches(request_id, state.template_id, provisioned.machines)
+            await self._record_unrecorded(request_id, state.template_id)
             return
         goal = "running" if state.kind == "acquire" else "terminated"
         waiting = [m.machine_id for m in state.machines.values() if m.state not in (goal, "failed")]
@@ -188,15 +189,26 @@ class Driver:
             await self.gateway.terminate(waiting)
         changes = await self.gateway.describe(waiting)
         if changes:
-            for change in changes:
+
+            async def record(_: int, change: StateChange) -> None:
                 await self.runtime.get(MACHINE, change.machine_id).execute(
                     RecordMachineState(change.state)
                 )
+
+            await each_at_once(record, changes)
             await request.execute(RecordStates(tuple(changes)))
 
-    async def _record_unrecorded(self, request_id: str) -> None:
+    async def _record_unrecorded(self, request_id: str, template_id: str) -> None:
+        """Record what the cloud made: each machine's own record, then the request.
+
+        In that order, so that no machine is ever reported to Host Factory
+        (through its request) before it has the record a return claims: a
+        return sent the moment a request was `complete` was refused as "not
+        provisioned by hostsmith" while the records lagged.
+        """
         provisioned = self._unrecorded.get(request_id)
         if provisioned is not None:
+            await self._record_launches(request_id, template_id, provisioned.machines)
             await self.runtime.get(REQUEST, request_id).execute(
                 RecordLaunched(machines=provisioned.machines, final=provisioned.final)
             )
@@ -205,9 +217,12 @@ class Driver:
     async def _record_launches(
         self, request_id: str, template_id: str, machines: Iterable[Machine]
     ) -> None:
-        """Give each machine its own record (idempotent), which returns need."""
-        for machine in machines:
+        """Give each machine its own record (idempotent), which returns need; together."""
+
+        async def record(_: int, machine: Machine) -> None:
             await self.runtime.get(MACHINE, machine.machine_id).execute(
                 RecordLaunch(request_id=request_id, template_id=template_id, name=machine.name),
                 command_id=f"{request_id}/launch/{machine.machine_id}",
             )
+
+        await each_at_once(record, list(machines))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
@@ -44,22 +45,27 @@ log = logging.getLogger("hostsmith.service")
 ORPHAN_AGE = 60.0
 """Seconds after which a reservation without its request is taken to be orphaned."""
 CONCURRENT_CLAIMS = 512
-"""Machine commands of one call in flight at once (the journal's batch is 512 appends)."""
+"""Machine commands of one call or one step in flight at once (the journal's batch is 512
+appends)."""
+
+Item = TypeVar("Item")
 
 
-async def _each_at_once(
-    step: Callable[[int, Machine], Awaitable[None]], machines: Sequence[Machine]
-) -> None:
-    """`step(i, machine)` for every machine, up to `CONCURRENT_CLAIMS` at once."""
+async def each_at_once(step: Callable[[int, Item], Awaitable[None]], items: Sequence[Item]) -> None:
+    """`step(i, item)` for every item (one per machine), up to `CONCURRENT_CLAIMS` at once.
+
+    Each machine is its own aggregate, so commands to many machines go out
+    together and the journal commits them in shared transactions.
+    """
     slots = trio.CapacityLimiter(CONCURRENT_CLAIMS)
 
-    async def bounded(index: int, machine: Machine) -> None:
+    async def bounded(index: int, item: Item) -> None:
         async with slots:
-            await step(index, machine)
+            await step(index, item)
 
     async with trio.open_nursery() as nursery:
-        for index, machine in enumerate(machines):
-            nursery.start_soon(bounded, index, machine)
+        for index, item in enumerate(items):
+            nursery.start_soon(bounded, index, item)
 
 
 def _nth(attempt: int) -> str:
@@ -139,7 +145,7 @@ class Settlement:
             holders[index] = holder
 
         try:
-            await _each_at_once(claim_one, machines)
+            await each_at_once(claim_one, machines)
         except BaseException as failure:
             with trio.CancelScope(shield=True):
                 # every machine: a claim can be stored yet go unacknowledged
@@ -172,7 +178,7 @@ class Settlement:
                 ReleaseReturn(request_id), command_id=f"{request_id}/{step}/{machine.machine_id}"
             )
 
-        await _each_at_once(unclaim_one, machines)
+        await each_at_once(unclaim_one, machines)
 
     async def settle(self, state: Request) -> None:
         """Give back what a settled request holds and no longer needs."""

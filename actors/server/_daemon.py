@@ -72,6 +72,7 @@ async def serve(config: Config) -> None:
         settings = HypercornConfig()
         settings.bind = [f"{config.server.host}:{config.server.port}"]
         settings.accesslog = None
+        settings.include_server_header = False  # a header less to build and check per call
         settings.errorlog = logging.getLogger("hypercorn.error")
         settings.graceful_timeout = 30.0
         if config.server.tls_cert:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -41,7 +40,7 @@ from hostsmith.actors.errors import (
 )
 from hostsmith.actors.hostfactory import HostFactoryAnswer, RequestAccepted, RequestStatuses
 from hostsmith.actors.service import Application, answer
-from hostsmith.runtime import CircuitState, correlation
+from hostsmith.runtime import CircuitState, correlation, new_id
 
 log = logging.getLogger("hostsmith.http")
 
@@ -177,7 +176,7 @@ class Api:
 
     async def _command(self, scope: Scope, receive: Receive, send: Send, command: str) -> None:
         headers = dict(scope.get("headers", []))
-        correlation_id = headers.get(b"x-correlation-id", b"").decode() or str(uuid.uuid4())
+        correlation_id = headers.get(b"x-correlation-id", b"").decode() or new_id()
         started = time.perf_counter()
         outcome = "ok"
         self.in_flight += 1

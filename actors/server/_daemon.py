@@ -34,6 +34,7 @@ from hostsmith.actors.service import Config, open_application
 log = logging.getLogger("hostsmith.daemon")
 
 LOOPBACK_NAMES = {"localhost"}
+ACCEPT_BACKLOG = 4096
 
 
 def is_loopback(host: str) -> bool:
@@ -73,6 +74,10 @@ async def serve(config: Config) -> None:
         settings.bind = [f"{config.server.host}:{config.server.port}"]
         settings.accesslog = None
         settings.include_server_header = False  # a header less to build and check per call
+        # Connections waiting to be accepted (hypercorn's default: 100). A burst of
+        # Host Factory calls, a process and a connection each, overflowed 100:
+        # at 1,000 at once, 600 were reset. The kernel caps it (net.core.somaxconn).
+        settings.backlog = ACCEPT_BACKLOG
         settings.errorlog = logging.getLogger("hypercorn.error")
         settings.graceful_timeout = 30.0
         if config.server.tls_cert:

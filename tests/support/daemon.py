@@ -3,6 +3,9 @@
 The daemon prints `hostsmith listening on URL` once it accepts connections;
 `start` waits for that line (a blocking read, not a sleep). Its simulated
 cloud is configured to be fast, since the daemon runs on the wall clock.
+Its stderr goes to a file beside its config, never to a pipe: a pipe that
+nobody reads holds 64 KB, and a daemon with more to log stopped on its own
+log line (a thousand clients' calls stalled for a minute).
 """
 
 from __future__ import annotations
@@ -63,42 +66,42 @@ class Daemon:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
-        self.stderr = ""
+        self.log_path = config.parent / "daemon.stderr"
 
     def start(self) -> Daemon:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hostsmith.actors.cli",
-                "serve",
-                "--config",
-                str(self.config),
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=without_hostsmith_settings() | self.environment,
-        )
+        self.log_path = self.config.parent / f"daemon-{self.port}.stderr"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hostsmith.actors.cli",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=without_hostsmith_settings() | self.environment,
+            )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        assert line.startswith("hostsmith listening on "), line + (
-            self.process.stderr.read() if self.process.stderr else ""
-        )
+        assert line.startswith("hostsmith listening on "), line + self.logs()
         self.url = line.removeprefix("hostsmith listening on ").strip()  # https with TLS
         return self
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> int:
         assert self.process is not None
         self.process.send_signal(how)
-        _, self.stderr = self.process.communicate(timeout=60)
+        self.process.communicate(timeout=60)
         return self.process.returncode
 
     def logs(self) -> str:
-        """What the daemon logged, once it has stopped."""
-        return self.stderr
+        """What the daemon has logged so far (all of it, once it has stopped)."""
+        return self.log_path.read_text() if self.log_path.exists() else ""
 
 
 def hf(

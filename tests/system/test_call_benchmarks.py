@@ -57,6 +57,11 @@ def test_a_small_burst_through_a_daemon_brings_up_and_returns_every_host_and_plo
     assert report["daemon_rss_bytes"] > 0
     assert report["store_bytes"] > 0
     assert report["events_per_host"] > 0
+    # the daemon's own timing of each call it answered, beside the harness's
+    for command, figures in report["calls"].items():
+        daemon_side = report["daemon_side"][command]
+        assert figures["calls"] - figures["errors"] <= daemon_side["calls"] <= figures["calls"]
+        assert 0 < daemon_side["p50_ms_at_most"] <= daemon_side["p99_ms_at_most"]
     text = page.read_text()
     assert "a burst to 300 hosts over 1 templates" in text
     assert "getReturnRequests" in text

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 import msgspec
 import trio
 
@@ -253,6 +254,40 @@ class BurstReport(msgspec.Struct, kw_only=True):
     """The SQLite store's files, then."""
     events_per_host: float
     """Events in the store at the end of the run, per host requested."""
+    daemon_side: dict[str, DaemonSide]
+    """Each call as the daemon timed it (its `/metrics`): the rest of what `calls` shows is
+    the answer's trip over HTTP and this process reading it."""
+
+
+class DaemonSide(msgspec.Struct, kw_only=True):
+    calls: int
+    p50_ms_at_most: float
+    p99_ms_at_most: float
+    """The latency histogram's bucket bounds that hold half and 99% of the calls."""
+
+
+def daemon_side(metrics_text: str) -> dict[str, DaemonSide]:
+    """Per command, the daemon's own p50 and p99, to its histogram's buckets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "hostsmith_command_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                counts = buckets.setdefault(sample.labels["command"], {})
+                bound = float(sample.labels["le"])
+                counts[bound] = counts.get(bound, 0.0) + sample.value  # every outcome
+    figures = {}
+    for command, counts in sorted(buckets.items()):
+        bounds = sorted(counts)  # cumulative counts, by bucket bound; the last is +Inf
+        total = counts[bounds[-1]]
+        p50, p99 = (
+            next(b for b in bounds if counts[b] >= share * total) * 1000 for share in (0.5, 0.99)
+        )
+        figures[command] = DaemonSide(calls=int(total), p50_ms_at_most=p50, p99_ms_at_most=p99)
+    return figures
 
 
 async def run_burst_on_daemon(
@@ -303,6 +338,8 @@ async def _drive(
         began = trio.current_time()
         outcome = await run_burst(call, plan, recorder, at_peak=measure)
         elapsed = trio.current_time() - began
+        async with httpx.AsyncClient() as scraper:
+            metrics = (await scraper.get(f"{url}/metrics")).text
     events = _events_in(workdir / "data" / "events.db")
     return BurstReport(
         hosts=plan.hosts,
@@ -316,6 +353,7 @@ async def _drive(
         daemon_rss_bytes=peak.get("rss", 0),
         store_bytes=peak.get("store", 0),
         events_per_host=round(events / max(plan.hosts, 1), 2),
+        daemon_side=daemon_side(metrics),
     )
 
 

@@ -41,10 +41,13 @@ from hostsmith.actors.hostfactory import (
 )
 from hostsmith.actors.providers import Gateway, Provisioned
 from hostsmith.actors.service._projections import Projections
-from hostsmith.actors.service._settlement import Settlement, each_at_once
+from hostsmith.actors.service._settlement import CONCURRENT_CLAIMS, Settlement, each_at_once
 from hostsmith.runtime import CircuitOpen, Runtime, RuntimeFault, correlation
 
 log = logging.getLogger("hostsmith.service")
+
+RECORDERS_PER_REQUEST = 32
+"""Machine records one request writes at once (a 1,000-machine request, in shared commits)."""
 
 
 class Driver:
@@ -72,6 +75,11 @@ class Driver:
         """Request ids with a task. Invariant: at most one task per request."""
         self._unrecorded: dict[str, Provisioned] = {}
         """What the cloud made for a request, kept until the request has recorded it."""
+        self._recording = trio.CapacityLimiter(CONCURRENT_CLAIMS)
+        """How a request's machines are recorded: a few at once per request, and at most
+        `CONCURRENT_CLAIMS` over every request, so that a burst of hundreds of requests
+        records in shared commits without crowding out Host Factory's calls or holding
+        a task per machine (a 100,000-host burst's calls waited seconds then)."""
 
     def start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -195,7 +203,9 @@ class Driver:
                     RecordMachineState(change.state)
                 )
 
-            await each_at_once(record, changes)
+            await each_at_once(
+                record, changes, workers=RECORDERS_PER_REQUEST, shared=self._recording
+            )
             await request.execute(RecordStates(tuple(changes)))
 
     async def _record_unrecorded(self, request_id: str, template_id: str) -> None:
@@ -225,4 +235,6 @@ class Driver:
                 command_id=f"{request_id}/launch/{machine.machine_id}",
             )
 
-        await each_at_once(record, list(machines))
+        await each_at_once(
+            record, list(machines), workers=RECORDERS_PER_REQUEST, shared=self._recording
+        )

@@ -51,21 +51,35 @@ appends)."""
 Item = TypeVar("Item")
 
 
-async def each_at_once(step: Callable[[int, Item], Awaitable[None]], items: Sequence[Item]) -> None:
-    """`step(i, item)` for every item (one per machine), up to `CONCURRENT_CLAIMS` at once.
+async def each_at_once(
+    step: Callable[[int, Item], Awaitable[None]],
+    items: Sequence[Item],
+    *,
+    workers: int = CONCURRENT_CLAIMS,
+    shared: trio.CapacityLimiter | None = None,
+) -> None:
+    """`step(i, item)` for every item (one per machine), `workers` at once.
 
     Each machine is its own aggregate, so commands to many machines go out
-    together and the journal commits them in shared transactions.
+    together and the journal commits them in shared transactions. The
+    workers take the items in turn (not a task per item: a burst of 100,000
+    machines would be 100,000 tasks). `shared` bounds the steps in flight
+    across every caller that passes it (the request driver's, over all its
+    requests at once).
     """
-    slots = trio.CapacityLimiter(CONCURRENT_CLAIMS)
+    indexes = iter(range(len(items)))  # shared by the workers: each index is taken once
 
-    async def bounded(index: int, item: Item) -> None:
-        async with slots:
-            await step(index, item)
+    async def worker() -> None:
+        for index in indexes:
+            if shared is None:
+                await step(index, items[index])
+            else:
+                async with shared:
+                    await step(index, items[index])
 
     async with trio.open_nursery() as nursery:
-        for index, item in enumerate(items):
-            nursery.start_soon(bounded, index, item)
+        for _ in range(min(workers, len(items))):
+            nursery.start_soon(worker)
 
 
 def _nth(attempt: int) -> str:

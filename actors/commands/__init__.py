@@ -2,7 +2,8 @@
 
 Each command is a thin shell: it parses and checks its options (typer),
 runs one trio program, and prints a table for people or JSON for scripts.
-`_operate` serves, speaks Host Factory and inspects; `_stores` initialises
+`_operate` serves, speaks Host Factory and inspects; `_reconcile` runs a
+reconcile pass by hand; `_stores` initialises
 and migrates stores; `_proof` load-tests, simulates, soaks and crashes;
 `_output` is what they share; `_table` registers them with typer, and
 `_hf_script` is Host Factory's lean path, which stands apart from typer.
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         simulate as simulate,
         soak as soak,
     )
+    from hostsmith.actors.commands._reconcile import reconcile as reconcile
     from hostsmith.actors.commands._stores import (
         backup as backup,
         migrate as migrate,
@@ -67,6 +69,7 @@ __all__ = [
     "loadtest",
     "machines_list",
     "migrate",
+    "reconcile",
     "requests_list",
     "requests_show",
     "restore",

@@ -28,6 +28,7 @@ from hostsmith.actors.commands import (
     loadtest,
     machines_list,
     migrate,
+    reconcile,
     requests_list,
     requests_show,
     restore,
@@ -89,6 +90,7 @@ requests.command("list")(requests_list)
 requests.command("show")(requests_show)
 group("machines", "Machines hostsmith has provisioned.").command("list")(machines_list)
 app.command()(events)
+app.command()(reconcile)
 # Stores.
 group("stores", "Event stores.").command("init")(stores_init)
 app.command()(migrate)

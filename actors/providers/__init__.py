@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         GatewayPolicy as GatewayPolicy,
     )
     from hostsmith.actors.providers._protocol import (
+        Inventory as Inventory,
         Provider as Provider,
         Provisioned as Provisioned,
         ReclaimNotice as ReclaimNotice,
@@ -50,6 +51,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Gateway",
     "GatewayPolicy",
+    "Inventory",
     "Provider",
     "ProviderContext",
     "ProviderPlugin",

@@ -25,10 +25,15 @@ from typing import TypeVar
 import stamina
 import trio
 
-from hostsmith.actors.errors import ProviderError, TransientProviderError
-from hostsmith.actors.hostfactory import StateChange, Template
+from hostsmith.actors.errors import PermanentProviderError, ProviderError, TransientProviderError
+from hostsmith.actors.hostfactory import CloudMachine, StateChange, Template
 from hostsmith.actors.providers._policy import GatewayPolicy
-from hostsmith.actors.providers._protocol import Provider, Provisioned, ReclaimNotice
+from hostsmith.actors.providers._protocol import (
+    Inventory,
+    Provider,
+    Provisioned,
+    ReclaimNotice,
+)
 from hostsmith.runtime import CircuitBreaker, CircuitState
 
 log = logging.getLogger("hostsmith.gateway")
@@ -130,6 +135,20 @@ class Gateway:
 
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         return await self._call("reclaim_notices", self.provider.reclaim_notices)
+
+    @property
+    def lists_inventory(self) -> bool:
+        """Whether the provider can list what it holds (so can be reconciled)."""
+        return isinstance(self.provider, Inventory)
+
+    async def inventory(self) -> list[CloudMachine]:
+        """Every machine of this installation the cloud lists (see `Inventory`)."""
+        provider = self.provider
+        if not isinstance(provider, Inventory):
+            raise PermanentProviderError(
+                f"the {provider.name} provider cannot list the machines it holds"
+            )
+        return await self._call("inventory", provider.inventory)
 
     async def check_access(self) -> None:
         """Raise the provider's reason when the cloud cannot be used now; once, no retries."""

@@ -19,6 +19,10 @@ translation of the cloud's API.
   the reason at once rather than "success" and a failure at the next poll;
   it must be cheap (no call to the cloud when nothing has changed).
 
+A provider may also list what it holds (`Inventory`): every machine it
+launched under this installation's tag, whatever the log says. The
+reconciler needs it; a provider without it is simply not reconciled.
+
 Errors are classified at the source: `TransientProviderError` is worth a
 retry (throttling, capacity for now, a 5xx); `PermanentProviderError` is
 not (a bad image id, missing permissions), and fails the request with the
@@ -28,11 +32,11 @@ provider's own message.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from hostsmith.actors.hostfactory import Machine, StateChange, Template
+from hostsmith.actors.hostfactory import CloudMachine, Machine, StateChange, Template
 
 
 class Provisioned(msgspec.Struct, frozen=True):
@@ -59,3 +63,14 @@ class Provider(Protocol):
     async def reclaim_notices(self) -> list[ReclaimNotice]: ...
 
     async def check_access(self) -> None: ...
+
+
+@runtime_checkable
+class Inventory(Protocol):
+    async def inventory(self) -> list[CloudMachine]:
+        """Every machine this installation launched that the cloud still lists, any state.
+
+        Only machines tagged with this installation's id (`ProviderContext.
+        installation_id`): another installation's machines are never listed, so
+        never touched."""
+        ...

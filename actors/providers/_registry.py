@@ -46,6 +46,9 @@ class ProviderContext:
     """Where the provider may keep state of its own (the sim cloud keeps its machines here)."""
     clock: Callable[[], float]
     """Epoch seconds: virtual in tests, the wall clock in the daemon."""
+    installation_id: str = ""
+    """This installation's id (kept in its log): the tag on everything the provider makes,
+    so that two installations in one account never take each other's machines for theirs."""
 
 
 def accept_every_template(template: Template) -> None:

@@ -13,6 +13,9 @@ output, exactly what `hostsmith hf <command>` prints.
 - Bodies larger than `server.max_body` are refused with 413 before they are
   read in full; malformed or invalid JSON gets 400 with a message naming the
   problem; an unknown command 404. Nothing is written for a refused call.
+- `POST /admin/reconcile` runs one reconcile pass now (`{"dry_run": true}`
+  to act on nothing) and answers with what it found and did; it is what
+  `hostsmith reconcile` calls when a daemon serves the data dir.
 - With `server.token` set, every call but `/healthz` needs
   `Authorization: Bearer <token>`.
 - Each call runs in its own correlation id (the `X-Correlation-Id` header,
@@ -113,6 +116,21 @@ class RuntimeCollector(Collector):
             "Calls made to the provider, retries included",
             value=self.app.gateway.calls,
         )
+        reconciler = self.app.reconciler
+        for name, counts, what in (
+            ("findings", reconciler.findings_total, "Drift found between the cloud and the log"),
+            ("actions", reconciler.actions_total, "Actions the reconciler took on drift"),
+        ):
+            family = CounterMetricFamily(f"hostsmith_reconcile_{name}", what, labels=["kind"])
+            for kind in ("orphan", "ghost"):
+                family.add_metric([kind], counts.get(kind, 0))
+            yield family
+
+
+class ReconcileAsk(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of `POST /admin/reconcile` (none: a pass that acts)."""
+
+    dry_run: bool = False
 
 
 class Api:
@@ -166,6 +184,9 @@ class Api:
                 send, 200, generate_latest(self.metrics), b"text/plain; version=0.0.4"
             )
             return
+        if path == "/admin/reconcile" and method == "POST":
+            await self._reconcile(scope, receive, send)
+            return
         if not path.startswith("/api/v1/"):
             await _respond(send, 404, {"message": f"no such endpoint: {path}"})
             return
@@ -202,6 +223,20 @@ class Api:
             self.in_flight -= 1
         self.latency.labels(command, outcome).observe(elapsed)
         await _respond(send, status, result, correlation_id)
+
+    async def _reconcile(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", []))
+        try:
+            body = await _read_body(receive, self.app.config.server.max_body, headers)
+            asked = msgspec.json.decode(body or b"{}", type=ReconcileAsk)
+            done = await self.app.reconciler.reconcile(dry_run=asked.dry_run)
+        except Exception as failure:
+            error = as_hostsmith_error(failure, "reconcile")
+            if isinstance(error, InternalError):
+                log.exception("reconcile failed")
+            await _respond(send, error.http_status, {"message": error.message})
+            return
+        await _respond_bytes(send, 200, msgspec.json.encode(done), b"application/json")
 
     def _authorised(self, scope: Scope) -> bool:
         token = self.app.config.server.token

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
         HostFactory as HostFactory,
         random_request_id as random_request_id,
     )
+    from hostsmith.actors.service._reconciler import (
+        ReconcilePass as ReconcilePass,
+        Reconciler as Reconciler,
+    )
     from hostsmith.actors.service._reference import (
         Setting as Setting,
         as_markdown as as_markdown,
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
         undocumented as undocumented,
     )
     from hostsmith.actors.service._settings import (
+        ReconcileSettings as ReconcileSettings,
         RequestSettings as RequestSettings,
     )
     from hostsmith.actors.service._templates_file import (
@@ -62,6 +67,9 @@ __all__ = [
     "Config",
     "HostFactory",
     "Log",
+    "ReconcilePass",
+    "ReconcileSettings",
+    "Reconciler",
     "RequestSettings",
     "Server",
     "Setting",

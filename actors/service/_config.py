@@ -10,7 +10,8 @@ templates that ship with hostsmith. A TOML file (`--config FILE`) overrides what
 
 Each section is the settings struct of the component it configures, so a
 default is written once, where the component is: `[requests]` is the
-service's `RequestSettings`, `[gateway]` the gateway's `GatewayPolicy`, and
+service's `RequestSettings`, `[reconcile]` the reconciler's `ReconcileSettings`,
+`[gateway]` the gateway's `GatewayPolicy`, and
 a provider's section (`[sim]`, `[aws]`) belongs to the provider's plugin,
 found through the provider registry.
 
@@ -38,7 +39,7 @@ from hostsmith.actors.service._hf_files import (
     host_factory_dirs,
     read_settings_file,
 )
-from hostsmith.actors.service._settings import RequestSettings
+from hostsmith.actors.service._settings import ReconcileSettings, RequestSettings
 
 if TYPE_CHECKING:
     import ssl
@@ -105,6 +106,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A running daemon for `hostsmith hf` to talk to; empty means in-process."""
     server: Server = Server()
     requests: RequestSettings = RequestSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     gateway: GatewayPolicy = GatewayPolicy()
     log: Log = Log()
     providers: dict[str, Any] = {}

@@ -26,3 +26,15 @@ class RequestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     After that it is forgotten by the projections (once none of its machines is
     still running) and read back from the log if anyone asks, so the service's
     memory follows the hosts in play, not the history."""
+
+
+class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[reconcile]` section: how the cloud and the log are kept in agreement."""
+
+    interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """Seconds between the daemon's reconcile passes (`hostsmith reconcile` runs one now)."""
+    terminate_orphans: bool = False
+    """Terminate machines the cloud runs under this installation's tag that no live request
+    holds, once `orphan_grace` has passed since they were found; false: report them only."""
+    orphan_grace: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    """Seconds an orphan is reported before `terminate_orphans` terminates it."""

@@ -21,10 +21,19 @@ from dataclasses import dataclass
 import trio
 
 from hostsmith.actors.errors import TemplateError
-from hostsmith.actors.hostfactory import CAPACITY, MACHINE, REQUEST, Template, TemplatesRead
+from hostsmith.actors.hostfactory import (
+    CAPACITY,
+    MACHINE,
+    RECONCILER,
+    REQUEST,
+    Template,
+    TemplatesRead,
+)
 from hostsmith.actors.providers import Gateway, Provider, ProviderContext, ProviderRegistry
 from hostsmith.actors.service._config import Config
 from hostsmith.actors.service._hostfactory import HostFactory, random_request_id
+from hostsmith.actors.service._installation import installation_id
+from hostsmith.actors.service._reconciler import Reconciler
 from hostsmith.actors.service._templates_file import read_templates_file
 from hostsmith.runtime import EventStore, Runtime, open_runtime
 from hostsmith.stores import open_store
@@ -38,6 +47,7 @@ class Application:
     runtime: Runtime
     service: HostFactory
     gateway: Gateway
+    reconciler: Reconciler
 
 
 @asynccontextmanager
@@ -46,9 +56,10 @@ async def _open_provider(
     providers: ProviderRegistry,
     templates: dict[str, Template],
     clock: Callable[[], float],
+    installation: str,
 ) -> AsyncIterator[Provider]:
     plugin = providers.get(config.provider)
-    context = ProviderContext(templates, config.data_path, clock)
+    context = ProviderContext(templates, config.data_path, clock, installation)
     async with plugin.open(config.provider_settings(plugin), context) as provider:
         yield provider
 
@@ -76,14 +87,21 @@ async def open_application(
     for ignored in read.ignored_keys:
         log.info("template keys ignored: %s", ignored)
     templates = read.templates
-    async with (
-        _open_provider(config, providers, templates, clock) as provider,
-        open_store(config.store_url) as store,
-        open_service(
-            config, store, provider, templates, drive=drive, clock=clock, templates_problem=problem
-        ) as application,
-    ):
-        yield application
+    async with open_store(config.store_url) as store:
+        installation = await installation_id(store, clock())
+        async with (
+            _open_provider(config, providers, templates, clock, installation) as provider,
+            open_service(
+                config,
+                store,
+                provider,
+                templates,
+                drive=drive,
+                clock=clock,
+                templates_problem=problem,
+            ) as application,
+        ):
+            yield application
 
 
 @asynccontextmanager
@@ -103,7 +121,7 @@ async def open_service(
     gateway = Gateway(provider, config.gateway)
     async with open_runtime(
         store,
-        kinds=[CAPACITY, REQUEST, MACHINE],
+        kinds=[CAPACITY, REQUEST, MACHINE, RECONCILER],
         idle_timeout=600.0 if drive else math.inf,
         wall_clock=clock,
         rng=rng,
@@ -117,7 +135,12 @@ async def open_service(
             new_request_id=new_request_id,
             templates_problem=templates_problem,
         )
+        reconciler = Reconciler(
+            runtime, gateway, service.projections, config.reconcile, clock=clock
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run, drive)
-            yield Application(config, runtime, service, gateway)
+            if drive:
+                await nursery.start(reconciler.run)
+            yield Application(config, runtime, service, gateway, reconciler)
             nursery.cancel_scope.cancel()

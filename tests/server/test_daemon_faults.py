@@ -114,8 +114,10 @@ def test_bad_input_in_process_is_host_factory_json_on_stdout_and_writes_nothing(
     assert set(answer) == {"message"}
     assert re.match(message, answer["message"]), answer["message"]
     if store.exists():
+        # nothing of the call's: the store's first open names the installation, and that is all
         with sqlite3.connect(store) as db:
-            assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
+            streams = db.execute("SELECT DISTINCT stream FROM events").fetchall()
+            assert streams in ([], [("installation",)])
 
 
 @pytest.mark.slow

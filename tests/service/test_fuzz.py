@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import tempfile
+import time
 from typing import Any
 
 import msgspec
@@ -21,7 +22,14 @@ from hostsmith.actors.hostfactory import CAPACITY, COMMANDS, MACHINE, REQUEST, T
 from hostsmith.actors.providers import Gateway
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.server import Api
-from hostsmith.actors.service import Application, Config, HostFactory, Server, answer
+from hostsmith.actors.service import (
+    Application,
+    Config,
+    HostFactory,
+    Reconciler,
+    Server,
+    answer,
+)
 from hostsmith.runtime import open_runtime
 from hostsmith.runtime.testing import MemoryStore
 from tests.support.hostfactory_shapes import conforms, refuses
@@ -107,9 +115,11 @@ async def call_api(method: str, path: str, body: bytes, chunks: int) -> tuple[in
         try:
             async with open_runtime(store, kinds=[CAPACITY, REQUEST, MACHINE]) as runtime:
                 gateway = Gateway(cloud)
-                api = Api(
-                    Application(config, runtime, HostFactory(runtime, gateway, TEMPLATES), gateway)
+                service = HostFactory(runtime, gateway, TEMPLATES)
+                reconciler = Reconciler(
+                    runtime, gateway, service.projections, config.reconcile, clock=time.time
                 )
+                api = Api(Application(config, runtime, service, gateway, reconciler))
                 size = max(1, len(body) // chunks + 1)
                 parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
                 messages = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -15,6 +15,7 @@ from hostsmith.actors.errors import HostFactoryError, PermanentProviderError
 from hostsmith.actors.hostfactory import (
     CAPACITY,
     MACHINE,
+    RECONCILER,
     REQUEST,
     AvailableTemplates,
     MachineRef,
@@ -82,7 +83,9 @@ async def start_service(
     cloud_class: type[SimProvider] = SimProvider,
     **sim: Any,
 ) -> HostFactory:
-    runtime_cm = open_runtime(store or MemoryStore(), kinds=[CAPACITY, REQUEST, MACHINE])
+    runtime_cm = open_runtime(
+        store or MemoryStore(), kinds=[CAPACITY, REQUEST, MACHINE, RECONCILER]
+    )
     runtime = await nursery_enter(nursery, runtime_cm)
     cloud = cloud_class(tmp_path / "sim.db", SimSettings(**sim), clock=epoch)
     gateway = Gateway(
@@ -126,13 +129,6 @@ async def wait_for_status(
             if entry.status == status:
                 return entry
             await trio.sleep(1)
-
-
-@pytest.fixture
-async def nursery_() -> AsyncIterator[trio.Nursery]:
-    async with trio.open_nursery() as nursery:
-        yield nursery
-        nursery.cancel_scope.cancel()
 
 
 async def test_acquire_and_return_three_machines(tmp_path, nursery_, autojump_clock) -> None:  # type: ignore[no-untyped-def]

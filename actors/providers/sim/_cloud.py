@@ -34,7 +34,13 @@ from typing import Any, TypeVar
 import trio
 
 from hostsmith.actors.errors import PermanentProviderError, TransientProviderError
-from hostsmith.actors.hostfactory import Machine, MachineState, StateChange, Template
+from hostsmith.actors.hostfactory import (
+    CloudMachine,
+    Machine,
+    MachineState,
+    StateChange,
+    Template,
+)
 from hostsmith.actors.providers import ProviderContext, Provisioned, ReclaimNotice
 from hostsmith.actors.providers.sim._settings import SimSettings
 
@@ -51,7 +57,8 @@ CREATE TABLE IF NOT EXISTS instances (
     launched_at  REAL NOT NULL,
     ready_at     REAL NOT NULL,
     terminate_at REAL,
-    reclaim_at   REAL
+    reclaim_at   REAL,
+    installation TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS instances_by_token ON instances (token);
 """
@@ -66,10 +73,13 @@ class SimProvider:
         settings: SimSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        installation_id: str = "",
     ) -> None:
         self.path = path
         self.settings = settings or SimSettings()
         self.clock = clock
+        self.installation_id = installation_id
+        """The tag on every machine this provider launches (`inventory` lists only those)."""
         self.calls = 0
         self._attempts: dict[tuple[str, str], int] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +87,11 @@ class SimProvider:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(instances)")}
+        if "installation" not in columns:  # a cloud file from before installations were tagged
+            self._db.execute(
+                "ALTER TABLE instances ADD COLUMN installation TEXT NOT NULL DEFAULT ''"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -111,6 +126,21 @@ class SimProvider:
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         await self._call("reclaim_notices", "")
         return await self._thread(self._reclaim_notices, self.clock())
+
+    async def inventory(self) -> list[CloudMachine]:
+        await self._call("inventory", "")
+        return await self._thread(self._inventory, self.clock())
+
+    # -- drift: what happens to a real cloud behind hostsmith's back ------------
+
+    def terminate_outside(self, machine_ids: Sequence[str]) -> None:
+        """Terminate machines as an admin in the cloud's console would: no call of ours."""
+        self._terminate(list(machine_ids), self.clock())
+
+    def launch_outside(self, request_id: str, template: Template, count: int) -> list[str]:
+        """Launch machines tagged as ours for `request_id` that the log never hears of
+        (a data dir lost after the launch); their ids."""
+        return [m.machine_id for m in self._provision(request_id, template, count, self.clock())]
 
     # -- simulation ------------------------------------------------------------
 
@@ -166,7 +196,7 @@ class SimProvider:
             spot = template.price_type != "ondemand"
             for n in range(granted):
                 db.execute(
-                    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
                     self._new_instance(request_id, template.template_id, n, spot, now),
                 )
             db.execute("COMMIT")
@@ -191,7 +221,10 @@ class SimProvider:
         reclaim_at = None
         if spot and self._draw("reclaim", machine_id) < self.settings.spot_reclaim_rate:
             reclaim_at = ready_at + self._draw("when", machine_id) * self.settings.spot_lifetime
-        return (machine_id, request_id, template_id, name, ip, int(spot), now, ready_at, reclaim_at)
+        return (
+            *(machine_id, request_id, template_id, name, ip, int(spot), now, ready_at),
+            *(reclaim_at, self.installation_id),
+        )
 
     def _rows(self, machine_ids: list[str]) -> list[tuple[Any, ...]]:
         marks = ",".join("?" * len(machine_ids))
@@ -240,6 +273,23 @@ class SimProvider:
             [now, *machine_ids],
         )
 
+    def _inventory(self, now: float) -> list[CloudMachine]:
+        rows = self._db.execute(
+            "SELECT machine_id, name, private_ip, launched_at, ready_at, terminate_at, reclaim_at, "
+            "token FROM instances WHERE installation = ? ORDER BY machine_id",
+            (self.installation_id,),
+        ).fetchall()
+        return [
+            CloudMachine(
+                machine_id=row[0],
+                name=row[1],
+                request_id=row[7],
+                state=self._state(row[:7], now),
+                launched_at=row[3],
+            )
+            for row in rows
+        ]
+
     def _reclaim_notices(self, now: float) -> list[ReclaimNotice]:
         rows = self._db.execute(
             "SELECT machine_id, name, reclaim_at FROM instances WHERE reclaim_at IS NOT NULL "
@@ -258,7 +308,12 @@ async def open_sim_provider(
 ) -> AsyncIterator[SimProvider]:
     """The simulated cloud whose machines live in `sim-cloud.db` in the data dir."""
     context.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    provider = SimProvider(context.data_dir / "sim-cloud.db", settings, clock=context.clock)
+    provider = SimProvider(
+        context.data_dir / "sim-cloud.db",
+        settings,
+        clock=context.clock,
+        installation_id=context.installation_id,
+    )
     try:
         yield provider
     finally:

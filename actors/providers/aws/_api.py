@@ -30,6 +30,8 @@ T = TypeVar("T")
 REQUEST_TAG = "hostsmith:request-id"
 TEMPLATE_TAG = "hostsmith:template-id"
 API_TAG = "hostsmith:provider-api"
+INSTALLATION_TAG = "hostsmith:installation"
+"""On every instance, fleet and group: the installation that made it (see `AwsApi.inventory`)."""
 
 TRANSIENT_CODES = frozenset(
     {
@@ -154,11 +156,27 @@ def to_machine(instance: dict[str, Any]) -> Machine:
 
 
 class AwsApi:
-    def __init__(self, ec2: Any, autoscaling: Any = None, sts: Any = None) -> None:
+    def __init__(
+        self, ec2: Any, autoscaling: Any = None, sts: Any = None, installation: str = ""
+    ) -> None:
         self.ec2 = ec2
         self.autoscaling = autoscaling
         self.sts = sts
+        self.installation = installation
+        """This installation's id, tagged on what it launches (empty: not tagged)."""
         self._spot_fleet_role = ""
+
+    def installation_tags(self) -> list[dict[str, str]]:
+        """The installation's tag, as EC2 takes tags (none without an installation id)."""
+        return [{"Key": INSTALLATION_TAG, "Value": self.installation}] if self.installation else []
+
+    async def inventory(self) -> list[dict[str, Any]]:
+        """Every instance tagged with this installation that EC2 still lists, any state."""
+        if not self.installation:
+            return []
+        return await self.describe_instances(
+            [{"Name": f"tag:{INSTALLATION_TAG}", "Values": [self.installation]}]
+        )
 
     async def spot_fleet_role(self) -> str:
         """AWS's service-linked role for Spot Fleet in this account: a template's default."""

@@ -79,7 +79,7 @@ class RunInstances:
             "MinCount": count,
             "MaxCount": count,
             "ClientToken": request_id[:64],
-            **_launch_data(request_id, template, self.api),
+            **_launch_data(self.aws, request_id, template, self.api),
         }
         if template.vm_type:
             arguments["InstanceType"] = template.vm_type
@@ -126,7 +126,7 @@ class Ec2Fleet:
                 Type=fleet_type,
                 TargetCapacitySpecification=_capacity(template, count),
                 LaunchTemplateConfigs=[_launch_config(launch_template, template)],
-                TagSpecifications=[_request_tag_spec("fleet", request_id)],
+                TagSpecifications=[_request_tag_spec(self.aws, "fleet", request_id)],
                 **_fleet_spot_options(template, count),
             )
             if fleet_type == "instant" and not answer.get("Instances") and answer.get("Errors"):
@@ -191,7 +191,9 @@ class SpotFleet:
                 "Type": "maintain" if template.fleet_type == "maintain" else "request",
                 "ValidUntil": datetime.datetime.now(datetime.UTC) + expiry,
                 "LaunchTemplateConfigs": [_launch_config(launch_template, template)],
-                "TagSpecifications": [_request_tag_spec("spot-fleet-request", request_id)],
+                "TagSpecifications": [
+                    _request_tag_spec(self.aws, "spot-fleet-request", request_id)
+                ],
             }
             if template.price_type == "heterogeneous":
                 config["OnDemandTargetCapacity"] = _on_demand_share(template, count)
@@ -261,7 +263,11 @@ class AutoScalingGroup:
                 "DesiredCapacity": count,
                 "VPCZoneIdentifier": ",".join(s for s in _subnets(template) if s),
                 "Tags": [
-                    {"Key": REQUEST_TAG, "Value": request_id, "PropagateAtLaunch": True},
+                    {"Key": tag["Key"], "Value": tag["Value"], "PropagateAtLaunch": True}
+                    for tag in [
+                        {"Key": REQUEST_TAG, "Value": request_id},
+                        *self.aws.installation_tags(),
+                    ]
                 ],
             }
             if template.vm_types:
@@ -336,11 +342,14 @@ def _launch_template_name(request_id: str) -> str:
     return f"hostsmith-{request_id}"[:128]
 
 
-def instance_tags(request_id: str, template: Template, api: str) -> list[dict[str, str]]:
+def instance_tags(
+    request_id: str, template: Template, api: str, installation: list[dict[str, str]]
+) -> list[dict[str, str]]:
     tags = [
         {"Key": REQUEST_TAG, "Value": request_id},
         {"Key": TEMPLATE_TAG, "Value": template.template_id},
         {"Key": API_TAG, "Value": api},
+        *installation,
     ]
     for pair in (template.instance_tags or "").split(";"):  # "key1=value1;key2=value2"
         key, _, value = pair.partition("=")
@@ -349,13 +358,12 @@ def instance_tags(request_id: str, template: Template, api: str) -> list[dict[st
     return tags
 
 
-def _launch_data(request_id: str, template: Template, api: str) -> dict[str, Any]:
+def _launch_data(aws: AwsApi, request_id: str, template: Template, api: str) -> dict[str, Any]:
     """What RunInstances and a launch template share: image, network, tags."""
+    tags = instance_tags(request_id, template, api, aws.installation_tags())
     data: dict[str, Any] = {
         "ImageId": template.image_id,
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": instance_tags(request_id, template, api)}
-        ],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
     }
     if template.security_group_ids:
         data["SecurityGroupIds"] = template.security_group_ids
@@ -372,7 +380,7 @@ def _launch_data(request_id: str, template: Template, api: str) -> dict[str, Any
 async def _launch_template(aws: AwsApi, request_id: str, template: Template, api: str) -> str:
     """The request's own launch template, made now or found from an earlier try."""
     name = _launch_template_name(request_id)
-    data = _launch_data(request_id, template, api)
+    data = _launch_data(aws, request_id, template, api)
     if "UserData" in data:  # RunInstances encodes it itself (botocore); a launch template not
         data["UserData"] = base64.b64encode(data["UserData"].encode()).decode()
     if template.vm_type and not template.vm_types:
@@ -475,5 +483,6 @@ def _mixed_instances(launch_template: str, template: Template) -> dict[str, Any]
     }
 
 
-def _request_tag_spec(resource_type: str, request_id: str) -> dict[str, Any]:
-    return {"ResourceType": resource_type, "Tags": [{"Key": REQUEST_TAG, "Value": request_id}]}
+def _request_tag_spec(aws: AwsApi, resource_type: str, request_id: str) -> dict[str, Any]:
+    tags = [{"Key": REQUEST_TAG, "Value": request_id}, *aws.installation_tags()]
+    return {"ResourceType": resource_type, "Tags": tags}

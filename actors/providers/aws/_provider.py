@@ -33,7 +33,7 @@ from hostsmith.actors.errors import (
     PermanentProviderError,
     TemplateError,
 )
-from hostsmith.actors.hostfactory import StateChange, Template
+from hostsmith.actors.hostfactory import CloudMachine, StateChange, Template
 from hostsmith.actors.providers import ProviderContext, Provisioned, ReclaimNotice
 from hostsmith.actors.providers.aws._api import (
     API_TAG,
@@ -138,6 +138,21 @@ class AwsProvider:
         if remaining:
             await self.aws.call(self.aws.ec2.terminate_instances, InstanceIds=remaining)
 
+    async def inventory(self) -> list[CloudMachine]:
+        """Every instance tagged with this installation's id, whatever its request or handler."""
+        return [
+            CloudMachine(
+                machine_id=instance["InstanceId"],
+                name=machine_name(instance),
+                request_id=tag(instance, REQUEST_TAG),
+                state=_instance_state(instance)[0],
+                launched_at=launched.timestamp()
+                if (launched := instance.get("LaunchTime"))
+                else 0.0,
+            )
+            for instance in await self.aws.inventory()
+        ]
+
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         """Spot instances AWS has marked for interruption, with the two minutes' warning."""
         # A request marked for termination is still `active`; its status code says the rest.
@@ -179,7 +194,9 @@ async def open_aws_provider(
         session.create_client("autoscaling", config=config, **where) as autoscaling,
         session.create_client("sts", config=config, **where) as sts,
     ):
-        provider = AwsProvider(AwsApi(ec2, autoscaling, sts), session.get_credentials)
+        installation = context.installation_id if context is not None else ""
+        api = AwsApi(ec2, autoscaling, sts, installation)
+        provider = AwsProvider(api, session.get_credentials)
         try:  # at start-up: a daemon without credentials says so, and does not start
             await provider.check_access()
         except PermanentProviderError as missing:

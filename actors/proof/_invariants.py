@@ -77,9 +77,19 @@ def check_log(events: list[StoredEvent]) -> list[str]:
 
 
 def check_cloud(
-    cloud_path: pathlib.Path, events: list[StoredEvent], *, now: float, all_gone: bool
+    cloud_path: pathlib.Path,
+    events: list[StoredEvent],
+    *,
+    now: float,
+    all_gone: bool,
+    outside: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """No machine provisioned twice; with `all_gone`, every machine terminated or reclaimed."""
+    """No machine provisioned twice; with `all_gone`, every machine terminated or reclaimed.
+
+    Only the machines of the installation the log names are counted (untagged ones
+    when it names none, as in the simulation);
+    `outside` names requests whose machines were launched behind hostsmith's back
+    (drift), which no request asked for but which must be gone all the same."""
     found = []
     owner: dict[str, str] = {}
     asked: dict[str, int] = {}
@@ -101,15 +111,20 @@ def check_cloud(
         rows = db.execute(
             "SELECT token, count(*), "
             "sum(terminate_at IS NULL AND (reclaim_at IS NULL OR reclaim_at > ?)) "
-            "FROM instances GROUP BY token",
-            (now,),
+            "FROM instances WHERE installation = ? GROUP BY token",
+            (now, _installation_named(events)),
         ).fetchall()
     for token, launched, alive in rows:
-        if launched > asked.get(token, 0):
+        if token not in outside and launched > asked.get(token, 0):
             found.append(f"{token}: {launched} machines for {asked.get(token, 0)} asked")
         if all_gone and alive:
             found.append(f"{token}: {alive} machines never terminated")
     return found
+
+
+def _installation_named(events: list[StoredEvent]) -> str:
+    named = next((e for e in events if e.stream == "installation"), None)
+    return str(msgspec.json.decode(named.data)["installation_id"]) if named else ""
 
 
 def fingerprint_parts(event: StoredEvent) -> bytes:

@@ -13,7 +13,14 @@ must hold after any schedule and any fault:
 - every stream's versions run 1, 2, 3, ... with no gap, and event ids are unique;
 - no simulated machine was provisioned twice: the cloud holds at most the
   requested count per request, and no machine belongs to two requests;
-- every machine is terminated, and all capacity is given back.
+- every machine is terminated, and all capacity is given back;
+- drift (some seeds): after the storm, Host Factory's hosts terminated behind
+  hostsmith's back, machines tagged as ours that no request holds (a lost
+  data dir) and another installation's machines in the same cloud; a
+  reconcile pass must find every ghost and orphan, terminate exactly the
+  orphans (never a host of a request, never the neighbour's), and a pass
+  after that must find nothing. The daemon's own passes run all along, in
+  the storm too.
 
 Why it is deterministic: everything that could vary comes from the seed.
 Time is trio's `MockClock` (autojump, so an idle hour costs nothing); the
@@ -42,7 +49,16 @@ import trio
 import trio.testing
 from trio._core import _run as trio_scheduler  # the scheduler's seeded mode (see above)
 
-from hostsmith.actors.hostfactory import CAPACITY
+from hostsmith.actors.errors import ProviderError
+from hostsmith.actors.hostfactory import (
+    CAPACITY,
+    MACHINE,
+    RECONCILER,
+    DriftActedOn,
+    DriftFound,
+    Machine,
+    MachineRecord,
+)
 from hostsmith.actors.proof._invariants import (
     check_acknowledged,
     check_cloud,
@@ -62,6 +78,9 @@ from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import (
     Application,
     Config,
+    ReconcilePass,
+    Reconciler,
+    ReconcileSettings,
     RequestSettings,
     load_templates,
     open_service,
@@ -84,6 +103,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     template_id: str
     sim: SimSettings
     chances: dict[str, float]
+    drift: Drift
 
     @classmethod
     def from_seed(cls, seed: int, template_ids: list[str]) -> Scenario:
@@ -112,7 +132,28 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
                 "max_delay": draw.choice([0.0, 0.01, 0.3]),
                 "stall": draw.choice([0.0, 0.0, 0.02]),
             },
+            # drawn last, so that the seeds' other draws are those they always had
+            drift=Drift(
+                ghosts=draw.choice([0, 0, 1, 2]),
+                orphans=draw.choice([0, 0, 1, 3]),
+                neighbours=draw.choice([0, 1, 2]),
+            ),
         )
+
+
+class Drift(msgspec.Struct, frozen=True, kw_only=True):
+    """What happens to the cloud behind hostsmith's back, once the storm is over."""
+
+    ghosts: int
+    """Running hosts of Host Factory's, terminated in the console."""
+    orphans: int
+    """Machines tagged as this installation's for a request the log never heard of."""
+    neighbours: int
+    """Machines of another installation, in the same cloud."""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.ghosts or self.orphans or self.neighbours)
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -141,6 +182,7 @@ def simulate(seed: int, workdir: pathlib.Path) -> Outcome:
         data_dir=str(workdir),
         requests=RequestSettings(timeout=600.0, poll_interval=2.0, retention=900.0),
         gateway=GatewayPolicy(max_concurrent=4, call_timeout=10.0, attempts=4, reset_timeout=20.0),
+        reconcile=ReconcileSettings(interval=60.0, terminate_orphans=True, orphan_grace=60.0),
     )
     templates = load_templates(config.templates_path)
     scenario = Scenario.from_seed(seed, sorted(templates))
@@ -183,6 +225,8 @@ async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -
     cloud_path.unlink(missing_ok=True)
     cloud = SimProvider(cloud_path, scenario.sim, clock=_epoch)
     minted = random.Random(f"{seed}/ids")
+    outside: set[str] = set()
+    """Requests of machines launched behind hostsmith's back (drift)."""
     templates = load_templates(config.templates_path)
     recorder = Recorder()
     violations: list[str] = []
@@ -202,11 +246,12 @@ async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -
                     clients.start_soon(_client, recorder, call, scenario)
             journal.chaos = None  # the storm is over: now everything must settle
             with trio.move_on_after(CALM_LIMIT) as calm:
+                violations += await _drift(application, call, cloud, scenario, outside)
                 violations += await _host_factory_quirks(application, call, recorder)
                 await _return_leftovers(application, call)
             if calm.cancelled_caught:
                 violations.append(f"not settled {CALM_LIMIT:.0f} s after the faults stopped")
-            violations += await _check(application, recorder, cloud, log)
+            violations += await _check(application, recorder, cloud, log, frozenset(outside))
     except Exception:  # a crash is a finding, reported with its seed
         violations.append("crashed:\n" + traceback.format_exc())
     finally:
@@ -254,15 +299,7 @@ async def _host_factory_quirks(
     found: list[str] = []
 
     async def call_until_answered(command: str, payload: dict[str, Any]) -> dict[str, Any]:
-        # As Host Factory does: a call that failed for a passing reason (a write
-        # the storm left stalled) is made again; only a refusal is a finding.
-        while True:
-            try:
-                return await call(command, payload)
-            except CallFailed as failure:
-                if failure.kind == "refused":
-                    raise
-                await trio.sleep(30)
+        return await _until_answered(call, command, payload)
 
     try:
         notices = await call_until_answered("getReturnRequests", {"machines": [LOST]})
@@ -282,6 +319,107 @@ async def _host_factory_quirks(
     except CallFailed as failure:
         found.append(f"Host Factory's quirks were refused after the storm: {failure}")
     return found
+
+
+NEIGHBOUR = "hs-neighbour"
+
+
+async def _until_answered(
+    call: HostFactoryCall, command: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """As Host Factory does: a call that failed for a passing reason (a write the storm
+    left stalled, a claim not yet opened) is made again; only a refusal is a finding."""
+    while True:
+        try:
+            return await call(command, payload)
+        except CallFailed as failure:
+            if failure.kind == "refused":
+                raise
+            await trio.sleep(30)
+
+
+async def _drift(
+    application: Application,
+    call: HostFactoryCall,
+    cloud: SimProvider,
+    scenario: Scenario,
+    outside: set[str],
+) -> list[str]:
+    """Drift behind hostsmith's back, a reconcile pass, and what must hold after it."""
+    drift = scenario.drift
+    if not drift.any:
+        return []
+    found: list[str] = []
+    service = application.service
+    template = service.templates[scenario.template_id]
+    ghosts: list[Machine] = []  # Host Factory's hosts: running, and no return for them
+    for machine, _ in service.machines():
+        if machine.state != "running" or len(ghosts) == drift.ghosts:
+            continue
+        try:
+            record: MachineRecord = await application.runtime.get(
+                MACHINE, machine.machine_id
+            ).state()
+        except RuntimeFault:  # a write the storm left stalled: not this one, then
+            continue
+        if not record.returned_by:
+            ghosts.append(machine)
+    cloud.terminate_outside([m.machine_id for m in ghosts])
+    lost_request = f"req-lost-{scenario.seed}"
+    outside.add(lost_request)
+    orphans = cloud.launch_outside(lost_request, template, drift.orphans) if drift.orphans else []
+    calm = msgspec.structs.replace(scenario.sim, spot_reclaim_rate=0.0)  # theirs stay up
+    neighbour = SimProvider(cloud.path, calm, clock=_epoch, installation_id=NEIGHBOUR)
+    try:
+        theirs = neighbour.launch_outside("req-neighbour", template, drift.neighbours)
+        await trio.sleep(scenario.sim.shutdown_time + 1)  # the ghosts are gone by now
+        reconciler = application.reconciler
+        passes = [await _reconcile_until_done(reconciler)]
+        await trio.sleep(reconciler.settings.orphan_grace)
+        passes.append(await _reconcile_until_done(reconciler))
+        # found by these passes, or by the daemon's own since the drift began
+        seen = {(f.kind, f.machine_id) for done in passes for f in done.findings}
+        decode = RECONCILER.events.decode
+        for event in await application.runtime.journal.read("reconcile-sim"):
+            found_then = decode(event.type, event.schema_version, event.data)
+            if isinstance(found_then, DriftFound):
+                seen.add((found_then.finding.kind, found_then.finding.machine_id))
+        missed = [m.machine_id for m in ghosts if ("ghost", m.machine_id) not in seen]
+        alive = {m.machine_id for m in cloud.listing() if m.state in ("pending", "running")}
+        missed += [m for m in orphans if ("orphan", m) not in seen and m in alive]
+        if missed:
+            found.append(f"drift not found: {missed}")
+        touched = [machine_id for _, machine_id in seen if machine_id in theirs]
+        if touched:
+            found.append(f"another installation's machines were found as drift: {touched}")
+        if any(m.state not in ("pending", "running") for m in neighbour.listing()):
+            found.append("another installation's machines were terminated")
+        # Host Factory hears of the ghosts at its next getReturnRequests, and returns them
+        held = [{"name": m.name, "machineId": m.machine_id} for m in ghosts]
+        if held:
+            notices = await _until_answered(call, "getReturnRequests", {"machines": held})
+            listed = {notice["machine"] for notice in notices["requests"]}
+            if listed != {m.name for m in ghosts}:
+                found.append(f"ghosts not reported to Host Factory: {held}, listed {listed}")
+            returned = await _until_answered(call, "requestReturnMachines", {"machines": held})
+            ask = {"requests": [{"requestId": returned["requestId"]}]}
+            while True:  # polled, as Host Factory polls, until the return is done
+                status = await _until_answered(call, "getRequestStatus", ask)
+                if status["requests"][0]["status"] != "running":
+                    break
+                await trio.sleep(5)
+    finally:
+        neighbour.close()
+    return found
+
+
+async def _reconcile_until_done(reconciler: Reconciler) -> ReconcilePass:
+    """A pass, again after a pause if the cloud or the store was in trouble (as the daemon's)."""
+    while True:
+        try:
+            return await reconciler.reconcile()
+        except (ProviderError, RuntimeFault, trio.TooSlowError):
+            await trio.sleep(30)
 
 
 async def _return_leftovers(application: Application, call: HostFactoryCall) -> None:
@@ -315,17 +453,40 @@ async def _return_leftovers(application: Application, call: HostFactoryCall) -> 
 
 
 async def _check(
-    application: Application, recorder: Recorder, cloud: SimProvider, log: MemoryStore
+    application: Application,
+    recorder: Recorder,
+    cloud: SimProvider,
+    log: MemoryStore,
+    outside: frozenset[str],
 ) -> list[str]:
     events = await read_everything(log)
     found = check_acknowledged(events, recorder.acknowledged, settled=True)
     found += check_log(events)
-    found += check_cloud(cloud.path, events, now=_epoch(), all_gone=True)
+    found += check_cloud(cloud.path, events, now=_epoch(), all_gone=True, outside=outside)
+    found += _terminated_only_drift(cloud, events, outside)
     for template_id in application.service.templates:
         capacity = await application.runtime.get(CAPACITY, template_id).state()
         if capacity.reserved:
             found.append(f"capacity of {template_id} still reserved: {capacity.reserved}")
     return found
+
+
+def _terminated_only_drift(
+    cloud: SimProvider, events: list[StoredEvent], outside: frozenset[str]
+) -> list[str]:
+    """Every machine the reconciler terminated, in the storm or after it, was drift made
+    behind hostsmith's back: never a host of a request, never another installation's."""
+    decode = RECONCILER.events.decode
+    terminated = [
+        acted.machine_id
+        for event in events
+        if event.type == "DriftActedOn"
+        for acted in (decode(event.type, event.schema_version, event.data),)
+        if isinstance(acted, DriftActedOn) and acted.action == "terminated"
+    ]
+    owners = cloud.owners(terminated)
+    stray = sorted(m for m in terminated if owners.get(m) not in outside)
+    return [f"the reconciler terminated machines that were not drift: {stray}"] if stray else []
 
 
 def _fingerprint(events: list[StoredEvent]) -> str:

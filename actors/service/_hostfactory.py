@@ -169,7 +169,7 @@ class HostFactory:
         found: dict[str, Machine] = {}  # by id, in the order given: a host named twice once
         unknown: list[str] = []
         for ref in machines:
-            machine = self.projections.find(ref)
+            machine = self.projections.find(ref) or await self._from_its_record(ref)
             if machine is None:
                 unknown.append(ref.machine_id or ref.name)
             else:
@@ -292,6 +292,17 @@ class HostFactory:
         ]
         listed += [ReturnNotice(held[machine_id].name, 0) for machine_id in gone]
         return ReturnRequests(listed + unrecorded)
+
+    async def _from_its_record(self, ref: MachineRef) -> Machine | None:
+        """A machine the projections forgot with its request (settled, and all its machines
+        gone: a host terminated behind hostsmith's back), from its own record, which
+        Host Factory may still return."""
+        if not ref.machine_id:
+            return None
+        record: MachineRecord = await self.runtime.get(MACHINE, ref.machine_id).state()
+        if not record.request_id:
+            return None
+        return Machine(machine_id=record.machine_id, name=record.name, state=record.state)
 
     async def _has_live_record(self, ref: MachineRef) -> bool:
         """Whether the machine's own record (the authority) says it is ours and not gone."""

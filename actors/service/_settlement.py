@@ -234,11 +234,12 @@ class Settlement:
                     request_id not in self.projections.requests
                     and capacity.reserved_at.get(request_id, 0) < cutoff
                 ):
-                    log.warning(
-                        "releasing %d machines reserved by %s, which never opened",
-                        count,
-                        request_id,
-                    )
+                    # Not in the projections: never opened, or settled and forgotten
+                    # with every machine gone (terminated behind hostsmith's back and
+                    # never returned); the log says which.
+                    opened = (await self.runtime.get(REQUEST, request_id).state()).kind
+                    why = "which never opened" if opened is None else "whose machines are gone"
+                    log.warning("releasing %d machines reserved by %s, %s", count, request_id, why)
                     await self.release(request_id, template_id, count, by="orphan")
 
     async def release_stale_claims(self) -> None:

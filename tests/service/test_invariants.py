@@ -97,3 +97,27 @@ async def test_machines_made_twice_or_left_running_are_caught(tmp_path: pathlib.
     assert check_cloud(cloud_path, twice, now=10.0, all_gone=False) == [
         f"machine {ids[0]} launched by request-req-1 and request-req-2"
     ]
+
+
+async def test_drift_is_exempt_from_the_count_but_not_from_being_gone_and_neighbours_are_not_counted(
+    tmp_path: pathlib.Path,
+) -> None:
+    cloud_path = tmp_path / "sim.db"
+    cloud = SimProvider(cloud_path, SimSettings(latency=0.0), clock=lambda: 0.0)
+    neighbour = SimProvider(
+        cloud_path, SimSettings(latency=0.0), clock=lambda: 0.0, installation_id="hs-neighbour"
+    )
+    try:
+        cloud.launch_outside("req-lost", TEMPLATE, 2)  # drift: asked by no request
+        neighbour.launch_outside("req-theirs", TEMPLATE, 3)  # not this installation's
+    finally:
+        cloud.close()
+        neighbour.close()
+    assert check_cloud(cloud_path, [], now=10.0, all_gone=False) == [
+        "req-lost: 2 machines for 0 asked"
+    ]
+    lost = frozenset({"req-lost"})
+    assert check_cloud(cloud_path, [], now=10.0, all_gone=False, outside=lost) == []
+    assert check_cloud(cloud_path, [], now=10.0, all_gone=True, outside=lost) == [
+        "req-lost: 2 machines never terminated"
+    ]

@@ -142,6 +142,19 @@ class SimProvider:
         (a data dir lost after the launch); their ids."""
         return [m.machine_id for m in self._provision(request_id, template, count, self.clock())]
 
+    def listing(self) -> list[CloudMachine]:
+        """What `inventory` lists, now, without a call's latency and faults (for checks)."""
+        return self._inventory(self.clock())
+
+    def owners(self, machine_ids: Sequence[str]) -> dict[str, str]:
+        """Machine id -> the request it was launched for, whichever installation's."""
+        marks = ",".join("?" * len(machine_ids))
+        rows = self._db.execute(
+            f"SELECT machine_id, token FROM instances WHERE machine_id IN ({marks})",
+            list(machine_ids),
+        ).fetchall()
+        return dict(rows)
+
     # -- simulation ------------------------------------------------------------
 
     async def _call(self, operation: str, key: str) -> None:

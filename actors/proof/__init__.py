@@ -19,6 +19,7 @@ from hostsmith.actors.proof._invariants import (
     check_acknowledged as check_acknowledged,
     check_cloud as check_cloud,
     check_log as check_log,
+    check_reconciler as check_reconciler,
 )
 from hostsmith.actors.proof._simulation import (
     repro_command as repro_command,
@@ -36,6 +37,7 @@ __all__ = [
     "check_acknowledged",
     "check_cloud",
     "check_log",
+    "check_reconciler",
     "crash_suite",
     "free_port",
     "prepare",

@@ -11,7 +11,9 @@ will and checks the log (actors/_invariants.py):
   acknowledged was lost);
 - every stream's versions are contiguous and event ids unique (nothing
   written twice);
-- no sim machine was provisioned twice.
+- no sim machine was provisioned twice;
+- the reconciler, which runs a pass twice a second (so kills land in its
+  passes) and terminates orphans, terminated nothing twice and nothing live.
 
 After the last kill it starts the daemon once more, leaves it alone until
 every acknowledged request has finished (the restarted driver picks them up
@@ -46,6 +48,7 @@ from hostsmith.actors.proof._invariants import (
     check_acknowledged,
     check_cloud,
     check_log,
+    check_reconciler,
     read_everything,
 )
 from hostsmith.actors.proof.loadtest import (
@@ -74,6 +77,10 @@ latency = 0.005
 boot_time = 0.3
 shutdown_time = 0.2
 capacity = 100000
+[reconcile]
+interval = 0.5
+terminate_orphans = true
+orphan_grace = 2
 [log]
 level = "warning"
 """
@@ -184,6 +191,7 @@ async def _check(
     found += check_log(events)
     cloud = pathlib.Path(data_dir) / "sim-cloud.db"
     found += check_cloud(cloud, events, now=time.time(), all_gone=False)
+    found += check_reconciler(events)
     return found
 
 

@@ -11,7 +11,9 @@ trust the code it checks:
   appears twice (nothing duplicated);
 - no machine was provisioned twice: the cloud holds at most the requested
   count per request, and no machine was launched into two requests;
-- optionally, every machine in the cloud is gone (terminated or reclaimed).
+- optionally, every machine in the cloud is gone (terminated or reclaimed);
+- the reconciler terminated no machine twice, and none the log holds live
+  (a machine of an acquire request, running or booting, that no return took).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from collections.abc import Iterable
 
 import msgspec
 
-from hostsmith.actors.hostfactory import REQUEST, AcquireOpened, MachinesLaunched, Request
+from hostsmith.actors.hostfactory import (
+    RECONCILER,
+    REQUEST,
+    AcquireOpened,
+    DriftActedOn,
+    MachinesLaunched,
+    Request,
+)
 from hostsmith.runtime import EventStore, StoredEvent
 
 
@@ -119,6 +128,31 @@ def check_cloud(
             found.append(f"{token}: {launched} machines for {asked.get(token, 0)} asked")
         if all_gone and alive:
             found.append(f"{token}: {alive} machines never terminated")
+    return found
+
+
+def check_reconciler(events: list[StoredEvent]) -> list[str]:
+    """The reconciler terminated nothing twice, and nothing the log holds as live."""
+    decode = RECONCILER.events.decode
+    terminated: dict[str, int] = {}
+    for event in events:
+        if event.type == "DriftActedOn":
+            acted = decode(event.type, event.schema_version, event.data)
+            if isinstance(acted, DriftActedOn) and acted.action == "terminated":
+                terminated[acted.machine_id] = terminated.get(acted.machine_id, 0) + 1
+    states = requests_in(events)
+    returned = {m for r in states.values() if r.kind == "return" for m in r.machines}
+    live = {
+        machine.machine_id
+        for state in states.values()
+        if state.kind == "acquire"
+        for machine in state.machines.values()
+        if machine.state in ("pending", "running") and machine.machine_id not in returned
+    }
+    found = [f"the reconciler terminated {m} {n} times" for m, n in terminated.items() if n > 1]
+    found += [f"the reconciler terminated {m}, which the log holds live" for m in sorted(
+        set(terminated) & live
+    )]  # fmt: skip
     return found
 
 

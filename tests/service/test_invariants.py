@@ -12,13 +12,15 @@ import pathlib
 import msgspec
 
 from hostsmith.actors.hostfactory import (
+    RECONCILER,
     REQUEST,
     AcquireOpened,
+    DriftActedOn,
     Machine,
     MachinesLaunched,
     Template,
 )
-from hostsmith.actors.proof import check_acknowledged, check_cloud, check_log
+from hostsmith.actors.proof import check_acknowledged, check_cloud, check_log, check_reconciler
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.runtime import StoredEvent
 
@@ -120,4 +122,26 @@ async def test_drift_is_exempt_from_the_count_but_not_from_being_gone_and_neighb
     assert check_cloud(cloud_path, [], now=10.0, all_gone=False, outside=lost) == []
     assert check_cloud(cloud_path, [], now=10.0, all_gone=True, outside=lost) == [
         "req-lost: 2 machines never terminated"
+    ]
+
+
+def test_a_live_machine_or_one_terminated_twice_by_the_reconciler_is_caught() -> None:
+    def acted(machine_id: str) -> tuple[str, msgspec.Struct]:
+        return ("reconcile-sim", DriftActedOn(machine_id=machine_id, action="terminated", at=1.0))
+
+    def encoded(log: list[tuple[str, msgspec.Struct]]) -> list[StoredEvent]:
+        events = []
+        for position, (stream, event) in enumerate(log, start=1):
+            kind = RECONCILER if stream.startswith("reconcile-") else REQUEST
+            type_name, schema_version, data = kind.events.encode(event)
+            events.append(StoredEvent(stream, position, position, f"e{position}", type_name, data, schema_version))  # fmt: skip
+        return events
+
+    held = [("request-req-1", opened(1)), ("request-req-1", launched("i-held"))]
+    assert check_reconciler(encoded([*held, acted("i-orphan")])) == []
+    assert check_reconciler(encoded([*held, acted("i-held")])) == [
+        "the reconciler terminated i-held, which the log holds live"
+    ]
+    assert check_reconciler(encoded([acted("i-orphan"), acted("i-orphan")])) == [
+        "the reconciler terminated i-orphan 2 times"
     ]

@@ -24,6 +24,7 @@ from hostsmith.actors.proof._invariants import (
 from hostsmith.actors.proof._simulation import (
     repro_command as repro_command,
     run_seeds as run_seeds,
+    seeded_randomness as seeded_randomness,
     simulate as simulate,
 )
 from hostsmith.actors.proof._soak import (
@@ -43,6 +44,7 @@ __all__ = [
     "prepare",
     "repro_command",
     "run_seeds",
+    "seeded_randomness",
     "simulate",
     "soak",
 ]

@@ -187,12 +187,12 @@ def simulate(seed: int, workdir: pathlib.Path) -> Outcome:
     templates = load_templates(config.templates_path)
     scenario = Scenario.from_seed(seed, sorted(templates))
     clock = trio.testing.MockClock(autojump_threshold=0)
-    with _seeded_randomness(seed):
+    with seeded_randomness(seed):
         return trio.run(_simulate, scenario, config, workdir, clock=clock)
 
 
 @contextmanager
-def _seeded_randomness(seed: int) -> Iterator[None]:
+def seeded_randomness(seed: int) -> Iterator[None]:
     """Seed trio's scheduler (in its deterministic mode) and the `random` module
     (stamina draws its retry jitter there), and put both back afterwards."""
     saved = (

@@ -26,6 +26,7 @@ from hostsmith.actors.hostfactory import (
     ReturnRequests,
     Template,
 )
+from hostsmith.actors.proof import seeded_randomness
 from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import HostFactory, RequestSettings
@@ -498,3 +499,42 @@ async def test_machines_returned_the_moment_their_request_is_complete_are_taken(
     finished = await wait_for_status(service, returned.request_id, "complete")
     assert len(finished.machines) == 60
     assert [m.result for m in finished.machines] == ["succeed"] * 60
+
+
+SCHEDULES = 30
+
+
+def test_racing_bulk_returns_succeed_under_many_seeded_schedules(tmp_path: pathlib.Path) -> None:
+    """The racing returns above, under trio's seeded scheduler, one seed per schedule.
+
+    Whether three racing returns settle who takes which machine depends on how
+    their claims interleave: with claims that never yield to each other, about
+    one schedule in five had all three give up ("safe to send it again"). Each
+    schedule here must end with every return answered.
+    """
+
+    async def race(folder: pathlib.Path) -> int:
+        async with trio.open_nursery() as nursery:
+            service = await start_service(folder, nursery)
+            machines = await acquired(service, "OnDemand", 90)
+            answers: list[RequestAccepted] = []
+
+            async def give_back(chosen: list[MachineRef]) -> None:
+                answers.append(await service.request_return_machines(chosen))
+
+            async with trio.open_nursery() as racers:
+                racers.start_soon(give_back, machines[:60])
+                racers.start_soon(give_back, machines[30:])
+                racers.start_soon(give_back, machines[::2])
+            nursery.cancel_scope.cancel()
+        return len(answers)
+
+    answered = {}
+    for seed in range(SCHEDULES):
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        with seeded_randomness(seed):
+            answered[seed] = trio.run(
+                race, folder, clock=trio.testing.MockClock(autojump_threshold=0)
+            )
+    assert answered == dict.fromkeys(range(SCHEDULES), 3)

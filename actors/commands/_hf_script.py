@@ -84,21 +84,16 @@ def hf_script(arguments: list[str]) -> int:
 
 def answer_from(url: str, command: str, body: bytes, server: Server) -> int:
     """Send the call to the daemon at `url`; print its answer; 0 if it succeeded."""
-    headers = {"Content-Type": "application/json"}
-    if server.token:
-        headers["Authorization"] = f"Bearer {server.token}"
     try:
-        status, answer = post(url, f"/api/v1/{command}", body, headers, server)
+        status, answer = post(url, f"/api/v1/{command}", body, server)
     except OSError as error:
         hf_fail(f"cannot reach the hostsmith daemon at {url}: {error}")
     print_json(answer)
     return 0 if status == 200 else 1
 
 
-def post(
-    url: str, path: str, body: bytes, headers: dict[str, str], server: Server
-) -> tuple[int, bytes]:
-    """One HTTP/1.0 POST on a connection of its own: (status, body).
+def post(url: str, path: str, body: bytes, server: Server) -> tuple[int, bytes]:
+    """One HTTP/1.0 POST of JSON to the daemon, with its token: (status, body).
 
     Written on the socket because `http.client` costs this process more to
     import (its e-mail header parser, about 14 ms) than the daemon takes to
@@ -110,7 +105,9 @@ def post(
     host = where.hostname or "127.0.0.1"
     port = where.port or (443 if where.scheme == "https" else 80)
     lines = [f"POST {where.path.rstrip('/')}{path} HTTP/1.0", f"Host: {where.netloc}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append("Content-Type: application/json")
+    if server.token:
+        lines.append(f"Authorization: Bearer {server.token}")
     lines.append(f"Content-Length: {len(body)}")
     request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
     with socket.create_connection((host, port), timeout=60) as plain:

@@ -62,11 +62,8 @@ async def _in_process(settings: Config, dry_run: bool) -> ReconcilePass:
 
 
 def _ask_daemon(url: str, settings: Config, dry_run: bool) -> ReconcilePass:
-    headers = {"Content-Type": "application/json"}
-    if settings.server.token:
-        headers["Authorization"] = f"Bearer {settings.server.token}"
     body = msgspec.json.encode({"dry_run": dry_run})
-    status, answer = post(url, "/admin/reconcile", body, headers, settings.server)
+    status, answer = post(url, "/admin/reconcile", body, settings.server)
     if status != 200:
         try:
             message = msgspec.json.decode(answer)["message"]

@@ -29,6 +29,7 @@ from hostsmith.actors.hostfactory import (
     REQUEST,
     AcquireOpened,
     DriftActedOn,
+    DriftFound,
     MachinesLaunched,
     Request,
 )
@@ -131,15 +132,35 @@ def check_cloud(
     return found
 
 
+def drift_found(events: Iterable[StoredEvent]) -> set[tuple[str, str]]:
+    """(kind, machine id) of every drift the reconciler recorded."""
+    decode = RECONCILER.events.decode
+    return {
+        (found.finding.kind, found.finding.machine_id)
+        for event in events
+        if event.type == "DriftFound"
+        for found in (decode(event.type, event.schema_version, event.data),)
+        if isinstance(found, DriftFound)
+    }
+
+
+def terminated_by_reconciler(events: Iterable[StoredEvent]) -> list[str]:
+    """The machine ids the reconciler terminated, in log order (a repeat each time)."""
+    decode = RECONCILER.events.decode
+    return [
+        acted.machine_id
+        for event in events
+        if event.type == "DriftActedOn"
+        for acted in (decode(event.type, event.schema_version, event.data),)
+        if isinstance(acted, DriftActedOn) and acted.action == "terminated"
+    ]
+
+
 def check_reconciler(events: list[StoredEvent]) -> list[str]:
     """The reconciler terminated nothing twice, and nothing the log holds as live."""
-    decode = RECONCILER.events.decode
     terminated: dict[str, int] = {}
-    for event in events:
-        if event.type == "DriftActedOn":
-            acted = decode(event.type, event.schema_version, event.data)
-            if isinstance(acted, DriftActedOn) and acted.action == "terminated":
-                terminated[acted.machine_id] = terminated.get(acted.machine_id, 0) + 1
+    for machine_id in terminated_by_reconciler(events):
+        terminated[machine_id] = terminated.get(machine_id, 0) + 1
     states = requests_in(events)
     returned = {m for r in states.values() if r.kind == "return" for m in r.machines}
     live = {

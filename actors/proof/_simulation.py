@@ -53,9 +53,6 @@ from hostsmith.actors.errors import ProviderError
 from hostsmith.actors.hostfactory import (
     CAPACITY,
     MACHINE,
-    RECONCILER,
-    DriftActedOn,
-    DriftFound,
     Machine,
     MachineRecord,
 )
@@ -63,8 +60,10 @@ from hostsmith.actors.proof._invariants import (
     check_acknowledged,
     check_cloud,
     check_log,
+    drift_found,
     fingerprint_parts,
     read_everything,
+    terminated_by_reconciler,
 )
 from hostsmith.actors.proof.loadtest import (
     CallFailed,
@@ -78,7 +77,6 @@ from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import (
     Application,
     Config,
-    ReconcilePass,
     Reconciler,
     ReconcileSettings,
     RequestSettings,
@@ -374,16 +372,11 @@ async def _drift(
         theirs = neighbour.launch_outside("req-neighbour", template, drift.neighbours)
         await trio.sleep(scenario.sim.shutdown_time + 1)  # the ghosts are gone by now
         reconciler = application.reconciler
-        passes = [await _reconcile_until_done(reconciler)]
+        await _reconcile_until_done(reconciler)
         await trio.sleep(reconciler.settings.orphan_grace)
-        passes.append(await _reconcile_until_done(reconciler))
-        # found by these passes, or by the daemon's own since the drift began
-        seen = {(f.kind, f.machine_id) for done in passes for f in done.findings}
-        decode = RECONCILER.events.decode
-        for event in await application.runtime.journal.read("reconcile-sim"):
-            found_then = decode(event.type, event.schema_version, event.data)
-            if isinstance(found_then, DriftFound):
-                seen.add((found_then.finding.kind, found_then.finding.machine_id))
+        await _reconcile_until_done(reconciler)
+        # found by these passes, or by the daemon's own: every finding is in the log
+        seen = drift_found(await application.runtime.journal.read("reconcile-sim"))
         missed = [m.machine_id for m in ghosts if ("ghost", m.machine_id) not in seen]
         alive = {m.machine_id for m in cloud.listing() if m.state in ("pending", "running")}
         missed += [m for m in orphans if ("orphan", m) not in seen and m in alive]
@@ -413,11 +406,12 @@ async def _drift(
     return found
 
 
-async def _reconcile_until_done(reconciler: Reconciler) -> ReconcilePass:
+async def _reconcile_until_done(reconciler: Reconciler) -> None:
     """A pass, again after a pause if the cloud or the store was in trouble (as the daemon's)."""
     while True:
         try:
-            return await reconciler.reconcile()
+            await reconciler.reconcile()
+            return
         except (ProviderError, RuntimeFault, trio.TooSlowError):
             await trio.sleep(30)
 
@@ -476,14 +470,7 @@ def _terminated_only_drift(
 ) -> list[str]:
     """Every machine the reconciler terminated, in the storm or after it, was drift made
     behind hostsmith's back: never a host of a request, never another installation's."""
-    decode = RECONCILER.events.decode
-    terminated = [
-        acted.machine_id
-        for event in events
-        if event.type == "DriftActedOn"
-        for acted in (decode(event.type, event.schema_version, event.data),)
-        if isinstance(acted, DriftActedOn) and acted.action == "terminated"
-    ]
+    terminated = terminated_by_reconciler(events)
     owners = cloud.owners(terminated)
     stray = sorted(m for m in terminated if owners.get(m) not in outside)
     return [f"the reconciler terminated machines that were not drift: {stray}"] if stray else []

@@ -37,6 +37,7 @@ from hostsmith.actors.hostfactory import (
     MACHINE,
     RECONCILER,
     REQUEST,
+    DriftFound,
     Finding,
     LiveMachine,
     Reconciliation,
@@ -134,13 +135,10 @@ class Reconciler:
         if not dry_run:
             committed = await stream.execute(RecordFindings(tuple(findings), self.clock()))
             for event in committed.events:
-                finding = getattr(event, "finding", None)
-                if isinstance(finding, Finding):
-                    self.findings_total[finding.kind] = self.findings_total.get(finding.kind, 0) + 1
-                    log.warning(
-                        "%s %s (%s): %s", finding.kind, finding.machine_id, finding.name,
-                        finding.detail,
-                    )  # fmt: skip
+                if isinstance(event, DriftFound):
+                    new = event.finding
+                    self.findings_total[new.kind] = self.findings_total.get(new.kind, 0) + 1
+                    log.warning("%s %s (%s): %s", new.kind, new.machine_id, new.name, new.detail)
         state: Reconciliation = await stream.state()
         for finding in findings:
             action = await self._act(finding, state, dry_run)

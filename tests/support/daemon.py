@@ -66,10 +66,9 @@ class Daemon:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
-        self.log_path = config.parent / "daemon.stderr"
+        self.log_path = config.parent / f"daemon-{self.port}.stderr"
 
     def start(self) -> Daemon:
-        self.log_path = self.config.parent / f"daemon-{self.port}.stderr"
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 [

@@ -356,13 +356,10 @@ async def test_racing_returns_of_one_machine_both_succeed_and_it_is_returned_onc
     assert capacity.reserved == {}  # both machines' capacity given back, once
 
 
-async def test_racing_bulk_returns_give_each_of_many_machines_back_exactly_once(
-    tmp_path, nursery_, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
-    """A return's claims go out together (issue 14); three racing returns over
-    overlapping halves of 90 machines still return each machine once."""
-    service = await start_service(tmp_path, nursery_)
-    machines = await acquired(service, "OnDemand", 90)
+async def three_racing_returns(
+    service: HostFactory, machines: list[MachineRef]
+) -> list[RequestAccepted]:
+    """Three returns at once, over overlapping halves of `machines`: their answers."""
     answers: list[RequestAccepted] = []
 
     async def give_back(chosen: list[MachineRef]) -> None:
@@ -372,6 +369,17 @@ async def test_racing_bulk_returns_give_each_of_many_machines_back_exactly_once(
         racers.start_soon(give_back, machines[:60])
         racers.start_soon(give_back, machines[30:])
         racers.start_soon(give_back, machines[::2])
+    return answers
+
+
+async def test_racing_bulk_returns_give_each_of_many_machines_back_exactly_once(
+    tmp_path, nursery_, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """A return's claims go out together (issue 14); three racing returns over
+    overlapping halves of 90 machines still return each machine once."""
+    service = await start_service(tmp_path, nursery_)
+    machines = await acquired(service, "OnDemand", 90)
+    answers = await three_racing_returns(service, machines)
     returned_by: dict[str, list[str]] = {}
     for answer in {a.request_id for a in answers}:
         finished = await wait_for_status(service, answer, "complete")
@@ -517,15 +525,7 @@ def test_racing_bulk_returns_succeed_under_many_seeded_schedules(tmp_path: pathl
         async with trio.open_nursery() as nursery:
             service = await start_service(folder, nursery)
             machines = await acquired(service, "OnDemand", 90)
-            answers: list[RequestAccepted] = []
-
-            async def give_back(chosen: list[MachineRef]) -> None:
-                answers.append(await service.request_return_machines(chosen))
-
-            async with trio.open_nursery() as racers:
-                racers.start_soon(give_back, machines[:60])
-                racers.start_soon(give_back, machines[30:])
-                racers.start_soon(give_back, machines[::2])
+            answers = await three_racing_returns(service, machines)
             nursery.cancel_scope.cancel()
         return len(answers)
 

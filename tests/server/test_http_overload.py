@@ -18,6 +18,7 @@ from hostsmith.actors.service import Config, load_templates, open_service
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.service.test_service import SlowToOpen
 from tests.support.asgi import post
+from tests.support.virtual_time import epoch
 
 
 async def test_an_ask_timeout_is_a_503_and_nothing_is_left_running(
@@ -26,9 +27,9 @@ async def test_an_ask_timeout_is_a_503_and_nothing_is_left_running(
     config = Config(data_dir=str(tmp_path))
     templates = load_templates(config.templates_path)
     store = SlowToOpen(delay=15.0)  # past the 10 s ask timeout
-    cloud = SimProvider(tmp_path / "sim.db", clock=lambda: 1_767_225_600.0 + trio.current_time())
+    cloud = SimProvider(tmp_path / "sim.db", clock=epoch)
     try:
-        async with open_service(config, store, cloud, templates) as application:
+        async with open_service(config, store, cloud, templates, clock=epoch) as application:
             api = Api(application)
             template = next(iter(templates))
             status, answer = await post(
@@ -55,9 +56,9 @@ async def test_a_failed_store_write_is_a_503_that_names_it_and_records_nothing(
     config = Config(data_dir=str(tmp_path))
     templates = load_templates(config.templates_path)
     store = FaultyStore(MemoryStore())
-    cloud = SimProvider(tmp_path / "sim.db", clock=lambda: 1_767_225_600.0 + trio.current_time())
+    cloud = SimProvider(tmp_path / "sim.db", clock=epoch)
     try:
-        async with open_service(config, store, cloud, templates) as application:
+        async with open_service(config, store, cloud, templates, clock=epoch) as application:
             api = Api(application)
             template = next(iter(templates))
             before = await store.read_all(0, 10_000)

@@ -25,6 +25,7 @@ from hostsmith.actors.server import Api
 from hostsmith.actors.service import Config, load_templates, open_service
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.support.asgi import call, post
+from tests.support.virtual_time import epoch
 
 ON_DEMAND = "OnDemand-Minimal-Template-VM"
 DISK_FULL = sqlite3.OperationalError("database or disk is full")
@@ -50,11 +51,11 @@ async def test_a_full_disk_then_freed_space_serves_again_with_no_restart(
 ) -> None:
     config = Config(data_dir=str(tmp_path))
     templates = load_templates(config.templates_path)
-    cloud = SimProvider(tmp_path / "sim.db", clock=lambda: 1_767_225_600.0 + trio.current_time())
+    cloud = SimProvider(tmp_path / "sim.db", clock=epoch)
     log = MemoryStore()
     store = FaultyStore(log)
     try:
-        async with open_service(config, store, cloud, templates) as application:
+        async with open_service(config, store, cloud, templates, clock=epoch) as application:
             api = Api(application)
             status, first = await post(api, "requestMachines", acquire(2))
             assert status == 200
@@ -86,7 +87,7 @@ async def test_a_full_disk_then_freed_space_serves_again_with_no_restart(
             # the refused call and the driver's retries all met the full disk
             assert application.runtime.journal.stats.failed_transactions >= 2
         # memory equals the log: a fresh service on the same log sees the same
-        async with open_service(config, log, cloud, templates, drive=False) as again:
+        async with open_service(config, log, cloud, templates, drive=False, clock=epoch) as again:
             assert await view(Api(again), ids) == in_memory
     finally:
         cloud.close()

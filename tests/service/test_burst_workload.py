@@ -31,6 +31,7 @@ from hostsmith.actors.service import (
     open_service,
 )
 from hostsmith.runtime.testing import MemoryStore
+from tests.support.virtual_time import epoch
 
 HOSTS = 1500
 
@@ -50,7 +51,7 @@ async def test_every_host_requested_is_seen_complete_returned_and_in_the_log(
     cloud = SimProvider(
         tmp_path / "sim.db",
         SimSettings(capacity=2 * HOSTS, boot_time=20.0),
-        clock=lambda: 1_767_225_600.0 + trio.current_time(),
+        clock=epoch,
     )
     plan = BurstPlan(
         hosts=HOSTS,
@@ -61,7 +62,9 @@ async def test_every_host_requested_is_seen_complete_returned_and_in_the_log(
     )
     recorder = Recorder()
     try:
-        async with open_service(Config(data_dir=str(tmp_path)), store, cloud, templates) as app:
+        async with open_service(
+            Config(data_dir=str(tmp_path)), store, cloud, templates, clock=epoch
+        ) as app:
             outcome = await run_burst(calls_into(app.service), plan, recorder)
     finally:
         cloud.close()

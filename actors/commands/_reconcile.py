@@ -31,13 +31,16 @@ def reconcile(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare the cloud with the log now: report orphans and ghosts, and act on them.
+    """Compare the cloud with the log now: report the drift, and act on it.
 
     Ghosts (hosts the log holds that the cloud no longer has) are recorded as
-    terminated; orphans (machines of this installation no live request holds)
+    terminated. Orphans (machines of this installation no live request holds)
     are reported, and terminated after `reconcile.orphan_grace` when
-    `reconcile.terminate_orphans` is set. The daemon does the same every
-    `reconcile.interval` seconds.
+    `reconcile.terminate_orphans` is set. Launches still pending after
+    `reconcile.pending_timeout` are terminated and replaced. Leaked fleets,
+    groups and launch templates are deleted, and a fleet or group keeping a
+    count other than the log's is set to the log's. The daemon does the same
+    every `reconcile.interval` seconds.
     """
     settings = configuration(config)
     try:
@@ -76,19 +79,20 @@ def _ask_daemon(url: str, settings: Config, dry_run: bool) -> ReconcilePass:
 def _show(done: ReconcilePass) -> None:
     would = "would be done" if done.dry_run else "done"
     console.print(
-        f"{done.provider}: {done.cloud_machines} machines in the cloud under this installation, "
-        f"{done.live_machines} live in the log; {len(done.findings)} findings, "
+        f"{done.provider}: {done.cloud_machines} machines and {done.cloud_groups} fleets, groups "
+        f"or launch templates in the cloud under this installation, {done.live_machines} "
+        f"machines live in the log; {len(done.findings)} findings, "
         f"{len(done.actions)} actions {would}."
     )
     if not done.findings:
         return
-    actions = {action.machine_id: action.action for action in done.actions}
-    listing = Table("kind", "machine", "request", "action", "why", box=None)
+    actions = {action.resource_id: action.action for action in done.actions}
+    listing = Table("kind", "resource", "request", "action", "why", box=None)
     for finding in done.findings:
-        action = actions.get(finding.machine_id, "reported")
-        if done.dry_run and finding.machine_id in actions:
+        action = actions.get(finding.resource_id, "reported")
+        if done.dry_run and finding.resource_id in actions:
             action = f"would be {action}"
         listing.add_row(
-            finding.kind, finding.machine_id, finding.request_id or "-", action, finding.detail
+            finding.kind, finding.resource_id, finding.request_id or "-", action, finding.detail
         )
     console.print(listing)

@@ -1,20 +1,33 @@
-"""Reconciliation, pure: the cloud's machines against the log's, and the drift between them.
+"""Reconciliation, pure: what the cloud holds against what the log says, and the drift between.
 
 A provider's cloud and hostsmith's log can disagree: a host terminated
 from outside, a machine launched for a request the log forgot (a lost data
-dir), a fleet that added one back. `find_drift` compares one listing of
-the cloud (`CloudMachine`s under this installation's tag) with the log's
-live machines and names each disagreement:
+dir), a launch that never boots, a fleet that added one back, a fleet left
+behind. `find_drift` compares one listing of the cloud (`CloudMachine`s
+and `CloudGroup`s under this installation's tag) with the log (`LogView`)
+and names each disagreement:
 
 - an **orphan** is a machine the cloud runs that no live request holds:
   its request settled without it, or the log never heard of it;
 - a **ghost** is a machine the log holds as live that the cloud reports
-  terminated, or no longer lists.
+  terminated, or no longer lists;
+- a **stuck** launch is a machine of an open request that is still
+  pending `pending_timeout` seconds after it was launched;
+- a **leak** is a fleet, Auto Scaling group or launch template of a
+  request that is settled (or forgotten) and holds no live machine;
+- **fleet** drift is a group that keeps its own count (a `maintain` fleet,
+  an Auto Scaling group) whose target is not what the log's live machines
+  add up to: the group would add machines back, or take some away. The
+  count is of instances, each weighed as the group weighs its type, never
+  of capacity units alone.
 
-Two rules keep it from seeing drift where there is only timing: a machine
-of a request still open is never an orphan (the driver may not have
-recorded it yet), and a machine launched after the listing began is never
-a ghost (the listing could not have seen it).
+Three rules keep it from seeing drift where there is only timing: nothing
+of a request still open is an orphan, a leak or fleet drift (its driver
+may not have recorded it yet); a machine is a ghost only if the log held
+it before the listing began (one recorded while the cloud was being
+listed may be missing from the listing); and nothing launched or made
+within `LAUNCH_MARGIN` of the listing is a ghost or a leak (a cloud's
+listing is eventually consistent, and the log a daemon reads may lag).
 
 Every finding, and what was done about it, is an event of the provider's
 `reconcile` stream (`RECONCILER`), so `hostsmith events` shows why a host
@@ -25,6 +38,7 @@ is what its grace period counts from, across restarts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -32,10 +46,11 @@ import msgspec
 from hostsmith.actors.hostfactory._requests import MachineState
 from hostsmith.runtime import AggregateKind, EventRegistry
 
-DriftKind = Literal["orphan", "ghost"]
+DriftKind = Literal["orphan", "ghost", "stuck", "leak", "fleet"]
+GroupKind = Literal["ec2-fleet", "spot-fleet", "asg", "launch-template"]
 
 LAUNCH_MARGIN = 60.0
-"""Seconds before a listing within which a machine launched is not yet taken for a ghost."""
+"""Seconds before a listing within which what was launched or made is not yet drift."""
 
 
 class CloudMachine(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +61,24 @@ class CloudMachine(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     state: MachineState
     launched_at: float
+    instance_type: str = ""
+    """What a fleet weighs it by (`CloudGroup.weights`); empty where there are no types."""
+
+
+class CloudGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """A fleet, group or launch template the cloud holds for one of hostsmith's requests."""
+
+    group_id: str
+    """The fleet's or spot fleet request's id, the group's name, the launch template's id."""
+    kind: GroupKind
+    request_id: str
+    created_at: float
+    maintains: bool = False
+    """It launches machines by itself to keep its target (a maintain fleet, an ASG)."""
+    target: float = 0.0
+    """The capacity it keeps, in its own units."""
+    weights: dict[str, float] = {}
+    """Instance type -> the units one such instance counts for (a type not here: 1)."""
 
 
 class LiveMachine(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,30 +90,56 @@ class LiveMachine(msgspec.Struct, frozen=True, kw_only=True):
     launched_at: float
 
 
+@dataclass(frozen=True)
+class LogView:
+    """What the log holds that reconciling compares with the cloud."""
+
+    live: Mapping[str, LiveMachine]
+    """Machine id -> the machine, for every machine the log holds as live."""
+    open_requests: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Each open request's id -> the ids of the machines it has recorded."""
+    live_before_listing: frozenset[str] | None = None
+    """The machines the log held as live before the listing began, which the listing
+    must show; only those can be ghosts (None: every live machine)."""
+
+
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
     kind: DriftKind
-    machine_id: str
+    resource_id: str
+    """The machine's id; a fleet's, group's or launch template's for leaks and fleet drift."""
     name: str
     request_id: str
     detail: str
+    count: float = 0.0
+    """For fleet drift: the target the log's live machines add up to, in the group's units."""
 
 
 _ALIVE: frozenset[MachineState] = frozenset({"pending", "running"})
 
 
 def find_drift(
-    cloud: Sequence[CloudMachine],
-    live: Mapping[str, LiveMachine],
-    open_requests: set[str],
+    machines: Sequence[CloudMachine],
+    groups: Sequence[CloudGroup],
+    log: LogView,
+    *,
     listed_at: float,
+    pending_timeout: float,
 ) -> list[Finding]:
-    """The drift between one listing of the cloud and the log's live machines."""
+    """The drift between one listing of the cloud and the log."""
+    return [
+        *_orphans(machines, log),
+        *_ghosts(machines, log, listed_at),
+        *_stuck(machines, log, listed_at, pending_timeout),
+        *_groups_adrift(groups, machines, log, listed_at),
+    ]
+
+
+def _orphans(machines: Sequence[CloudMachine], log: LogView) -> list[Finding]:
     findings = []
-    listed = {machine.machine_id: machine for machine in cloud}
-    for machine in cloud:
-        if machine.state not in _ALIVE or machine.machine_id in live:
+    for machine in machines:
+        if machine.state not in _ALIVE or machine.machine_id in log.live:
             continue
-        if machine.request_id in open_requests:
+        if machine.request_id in log.open_requests:
             continue  # its request may not have recorded it yet
         why = (
             f"launched for {machine.request_id}, which does not hold it"
@@ -90,22 +149,32 @@ def find_drift(
         findings.append(
             Finding(
                 kind="orphan",
-                machine_id=machine.machine_id,
+                resource_id=machine.machine_id,
                 name=machine.name,
                 request_id=machine.request_id,
                 detail=f"the cloud runs it ({machine.state}) but no live request holds it: {why}",
             )
         )
-    for held in live.values():
+    return findings
+
+
+def _ghosts(machines: Sequence[CloudMachine], log: LogView, listed_at: float) -> list[Finding]:
+    findings = []
+    listed = {machine.machine_id: machine for machine in machines}
+    before = log.live_before_listing
+    for held in log.live.values():
         seen = listed.get(held.machine_id)
         if seen is not None and seen.state != "terminated":
             continue
-        if seen is None and held.launched_at >= listed_at - LAUNCH_MARGIN:
-            continue  # launched as the listing began: it may simply not be in it
+        if seen is None and (
+            (before is not None and held.machine_id not in before)
+            or held.launched_at >= listed_at - LAUNCH_MARGIN
+        ):
+            continue  # recorded as the listing ran, or just launched: it may not be in it yet
         findings.append(
             Finding(
                 kind="ghost",
-                machine_id=held.machine_id,
+                resource_id=held.machine_id,
                 name=held.name,
                 request_id=held.request_id,
                 detail=(
@@ -114,6 +183,79 @@ def find_drift(
                     else "the cloud no longer lists it"
                 )
                 + f"; {held.request_id} holds it as live",
+            )
+        )
+    return findings
+
+
+def _stuck(
+    machines: Sequence[CloudMachine], log: LogView, listed_at: float, pending_timeout: float
+) -> list[Finding]:
+    return [
+        Finding(
+            kind="stuck",
+            resource_id=machine.machine_id,
+            name=machine.name,
+            request_id=machine.request_id,
+            detail=(
+                f"still pending {listed_at - machine.launched_at:.0f} s after its launch "
+                f"(reconcile.pending_timeout is {pending_timeout:g} s)"
+            ),
+        )
+        for machine in machines
+        if machine.state == "pending"
+        and machine.launched_at <= listed_at - pending_timeout
+        and machine.machine_id in log.open_requests.get(machine.request_id, ())
+    ]
+
+
+def _groups_adrift(
+    groups: Sequence[CloudGroup],
+    machines: Sequence[CloudMachine],
+    log: LogView,
+    listed_at: float,
+) -> list[Finding]:
+    types = {machine.machine_id: machine.instance_type for machine in machines}
+    live_by_request: dict[str, list[str]] = {}
+    for held in log.live.values():
+        live_by_request.setdefault(held.request_id, []).append(held.machine_id)
+    findings = []
+    for group in groups:
+        if group.request_id in log.open_requests:
+            continue  # still provisioning: its machines may not be recorded yet
+        held_ids = live_by_request.get(group.request_id, [])
+        if not held_ids:
+            if group.created_at > listed_at - LAUNCH_MARGIN:
+                continue  # made as the listing began: the log read may lag it
+            findings.append(
+                Finding(
+                    kind="leak",
+                    resource_id=group.group_id,
+                    name=group.kind,
+                    request_id=group.request_id,
+                    detail=(
+                        f"a {group.kind} left behind: {group.request_id or 'no request'} "
+                        "is settled or unknown and holds no live machine"
+                    ),
+                )
+            )
+            continue
+        if not group.maintains:
+            continue
+        wanted = sum(group.weights.get(types.get(m, ""), 1.0) for m in held_ids)
+        if abs(group.target - wanted) < 1e-9:
+            continue
+        findings.append(
+            Finding(
+                kind="fleet",
+                resource_id=group.group_id,
+                name=group.kind,
+                request_id=group.request_id,
+                detail=(
+                    f"the {group.kind} keeps {group.target:g} units but the log holds "
+                    f"{len(held_ids)} live machines of {group.request_id}, {wanted:g} units"
+                ),
+                count=wanted,
             )
         )
     return findings
@@ -130,7 +272,7 @@ class RecordFindings(msgspec.Struct, frozen=True):
 
 
 class RecordAction(msgspec.Struct, frozen=True, kw_only=True):
-    machine_id: str
+    resource_id: str
     action: str
     at: float
 
@@ -141,14 +283,15 @@ class DriftFound(msgspec.Struct, frozen=True, tag=True):
 
 
 class DriftCleared(msgspec.Struct, frozen=True, tag=True):
-    """The drift is gone by itself (the machine came back into the log, or left the cloud)."""
+    """The drift is gone by itself (the machine came back into the log, or left the cloud;
+    the group was deleted, or its count mended)."""
 
-    machine_id: str
+    resource_id: str
     at: float
 
 
 class DriftActedOn(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    machine_id: str
+    resource_id: str
     action: str
     at: float
 
@@ -161,26 +304,26 @@ class OpenFinding(msgspec.Struct, frozen=True):
 class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     open: dict[str, OpenFinding] = {}
-    """Machine id -> the drift found on it and not yet acted on or cleared."""
+    """Resource id -> the drift found on it and not yet acted on or cleared."""
     acted: int = 0
 
 
 def decide(state: Reconciliation, command: Any) -> Sequence[msgspec.Struct]:
     if isinstance(command, RecordFindings):
-        found = {f.machine_id: f for f in command.findings}
+        found = {f.resource_id: f for f in command.findings}
         events: list[msgspec.Struct] = [
-            DriftCleared(machine_id, command.at)
-            for machine_id in state.open
-            if machine_id not in found
+            DriftCleared(resource_id, command.at)
+            for resource_id in state.open
+            if resource_id not in found
         ]
         events += [
             DriftFound(finding, command.at)
-            for machine_id, finding in found.items()
-            if machine_id not in state.open or state.open[machine_id].finding.kind != finding.kind
+            for resource_id, finding in found.items()
+            if resource_id not in state.open or state.open[resource_id].finding.kind != finding.kind
         ]
         return events
     if isinstance(command, RecordAction):
-        return [DriftActedOn(machine_id=command.machine_id, action=command.action, at=command.at)]
+        return [DriftActedOn(resource_id=command.resource_id, action=command.action, at=command.at)]
     raise TypeError(f"not a reconcile command: {command!r}")
 
 
@@ -188,9 +331,9 @@ def evolve(state: Reconciliation, event: Any) -> Reconciliation:
     replace = msgspec.structs.replace
     if isinstance(event, DriftFound):
         found = OpenFinding(event.finding, event.at)
-        return replace(state, open={**state.open, event.finding.machine_id: found})
+        return replace(state, open={**state.open, event.finding.resource_id: found})
     if isinstance(event, DriftCleared | DriftActedOn):
-        left = {k: v for k, v in state.open.items() if k != event.machine_id}
+        left = {k: v for k, v in state.open.items() if k != event.resource_id}
         acted = state.acted + isinstance(event, DriftActedOn)
         return replace(state, open=left, acted=acted)
     raise TypeError(f"not a reconcile event: {event!r}")

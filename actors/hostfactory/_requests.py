@@ -15,7 +15,13 @@ Why it is shaped this way:
   can be armed again from the log.
 - A request settles once: when every machine it expects has reached an end
   state (running or failed for an acquire; terminated or failed for a
-  return), or when its deadline passes. Reports that arrive later are still
+  return), or when its deadline passes.
+- A machine stuck pending (the reconciler finds it) is marked failed and
+  *replaced*: the request opens a new launch (`launch`, counted from 0)
+  for as many machines as it is now short, and stays open for them until
+  its deadline. Each launch is idempotent on its own (the provider keys it
+  by request id and launch number), and a report of an earlier launch
+  never closes a later one. Reports that arrive later are still
   recorded (a late machine must not be forgotten, or it would leak), but
   they do not change a settled status.
 """
@@ -91,6 +97,15 @@ class RecordLaunched(msgspec.Struct, frozen=True, kw_only=True):
     machines: tuple[Machine, ...]
     final: bool = True
     """True when the provider will launch no more for this request (it may be fewer)."""
+    launch: int = 0
+    """Which of the request's launches this reports (see `ReplaceStuck`)."""
+
+
+class ReplaceStuck(msgspec.Struct, frozen=True):
+    """These machines never booted and were terminated: fail them, and launch others."""
+
+    machine_ids: tuple[str, ...]
+    message: str
 
 
 class RecordStates(msgspec.Struct, frozen=True):
@@ -127,6 +142,13 @@ class MachinesLaunched(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     final: bool
 
 
+class MachinesReplaced(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    machine_ids: tuple[str, ...]
+    message: str
+    launch: int
+    """The launch that replaces them."""
+
+
 class MachineStatesChanged(msgspec.Struct, frozen=True, tag=True):
     changes: tuple[StateChange, ...]
 
@@ -149,6 +171,11 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     deadline: float = 0.0
     opened_at: float = 0.0
     launches_final: bool = False
+    """The current launch has reported all it will (an acquire provisions until then)."""
+    launch: int = 0
+    """The current launch: 0 the first; one more for each replacement of stuck machines."""
+    replaced: frozenset[str] = frozenset()
+    """Machines that were stuck and have been replaced (they stay listed, failed)."""
     machines: dict[str, Machine] = {}
     template: Template | None = None
     """What an acquire request provisions from, as it was when the request opened."""
@@ -156,6 +183,11 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def settled(self) -> bool:
         return self.status in SETTLED
+
+    @property
+    def short(self) -> int:
+        """How many machines an acquire still lacks, its replaced ones not counted."""
+        return max(0, self.count - (len(self.machines) - len(self.replaced)))
 
 
 def decide(state: Request, command: Any) -> Sequence[msgspec.Struct]:
@@ -165,9 +197,22 @@ def decide(state: Request, command: Any) -> Sequence[msgspec.Struct]:
         raise Rejected(f"request {state.request_id} is unknown")
     if isinstance(command, RecordLaunched):
         new = tuple(m for m in command.machines if m.machine_id not in state.machines)
-        if not new and command.final == state.launches_final:
+        # an earlier launch's report records its machines but cannot close a later launch
+        final = command.final if command.launch == state.launch else state.launches_final
+        if not new and final == state.launches_final:
             return []
-        return _and_settle(state, MachinesLaunched(machines=new, final=command.final))
+        return _and_settle(state, MachinesLaunched(machines=new, final=final))
+    if isinstance(command, ReplaceStuck):
+        stuck = tuple(
+            machine_id
+            for machine_id in command.machine_ids
+            if machine_id in state.machines and machine_id not in state.replaced
+        )
+        if state.kind != "acquire" or state.settled or not stuck:
+            return []
+        return [
+            MachinesReplaced(machine_ids=stuck, message=command.message, launch=state.launch + 1)
+        ]
     if isinstance(command, RecordStates):
         changes = tuple(
             c
@@ -253,7 +298,7 @@ def _and_settle(state: Request, event: msgspec.Struct) -> list[msgspec.Struct]:
     ]
     pending = len(machines) - done - len(failed)
     if after.kind == "acquire":
-        if not after.launches_final and len(machines) < after.count:
+        if not after.launches_final and len(machines) - len(after.replaced) < after.count:
             return events
         expected = after.count
     else:
@@ -299,6 +344,19 @@ def evolve(state: Request, event: Any) -> Request:
         machines = {**state.machines, **{m.machine_id: m for m in event.machines}}
         status: Status = "in_progress" if state.status == "pending" else state.status
         return replace(state, machines=machines, launches_final=event.final, status=status)
+    if isinstance(event, MachinesReplaced):
+        machines = dict(state.machines)
+        for machine_id in event.machine_ids:
+            machines[machine_id] = replace(
+                machines[machine_id], state="failed", message=event.message
+            )
+        return replace(
+            state,
+            machines=machines,
+            replaced=state.replaced | set(event.machine_ids),
+            launch=event.launch,
+            launches_final=False,
+        )
     if isinstance(event, MachineStatesChanged):
         machines = dict(state.machines)
         for change in event.changes:
@@ -361,7 +419,12 @@ REQUEST = AggregateKind(
     decide=decide,
     evolve=evolve,
     events=EventRegistry(
-        AcquireOpened, ReturnOpened, MachinesLaunched, MachineStatesChanged, RequestSettled
+        AcquireOpened,
+        ReturnOpened,
+        MachinesLaunched,
+        MachinesReplaced,
+        MachineStatesChanged,
+        RequestSettled,
     ),
     state_type=Request,
     snapshot_every=100,

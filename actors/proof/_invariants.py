@@ -31,6 +31,7 @@ from hostsmith.actors.hostfactory import (
     DriftActedOn,
     DriftFound,
     MachinesLaunched,
+    MachinesReplaced,
     Request,
 )
 from hostsmith.runtime import EventStore, StoredEvent
@@ -98,18 +99,23 @@ def check_cloud(
 
     Only the machines of the installation the log names are counted (untagged ones
     when it names none, as in the simulation);
-    `outside` names requests whose machines were launched behind hostsmith's back
-    (drift), which no request asked for but which must be gone all the same."""
+    `outside` names requests (or launches: `req-…/readded`) whose machines were
+    launched behind hostsmith's back (drift), which no request asked for but which
+    must be gone all the same. A request may launch as many as it asked for and as
+    many more as it replaced (stuck launches), over all its launches."""
     found = []
     owner: dict[str, str] = {}
     asked: dict[str, int] = {}
     decode = REQUEST.events.decode
     for event in events:
-        if event.type not in ("MachinesLaunched", "AcquireOpened"):
+        if event.type not in ("MachinesLaunched", "AcquireOpened", "MachinesReplaced"):
             continue
         decoded = decode(event.type, event.schema_version, event.data)
+        request_id = event.stream.removeprefix("request-")
         if isinstance(decoded, AcquireOpened):
-            asked[event.stream.removeprefix("request-")] = decoded.count
+            asked[request_id] = decoded.count
+        elif isinstance(decoded, MachinesReplaced):
+            asked[request_id] += len(decoded.machine_ids)
         elif isinstance(decoded, MachinesLaunched):
             for machine in decoded.machines:
                 first = owner.setdefault(machine.machine_id, event.stream)
@@ -124,19 +130,24 @@ def check_cloud(
             "FROM instances WHERE installation = ? GROUP BY token",
             (now, _installation_named(events)),
         ).fetchall()
+    counted: dict[str, tuple[int, int]] = {}  # request (or outside launch) -> launched, alive
     for token, launched, alive in rows:
-        if token not in outside and launched > asked.get(token, 0):
-            found.append(f"{token}: {launched} machines for {asked.get(token, 0)} asked")
+        key = token if token in outside else token.partition("/")[0]
+        before = counted.get(key, (0, 0))
+        counted[key] = (before[0] + launched, before[1] + alive)
+    for key, (launched, alive) in counted.items():
+        if key not in outside and launched > asked.get(key, 0):
+            found.append(f"{key}: {launched} machines for {asked.get(key, 0)} asked")
         if all_gone and alive:
-            found.append(f"{token}: {alive} machines never terminated")
+            found.append(f"{key}: {alive} machines never terminated")
     return found
 
 
 def drift_found(events: Iterable[StoredEvent]) -> set[tuple[str, str]]:
-    """(kind, machine id) of every drift the reconciler recorded."""
+    """(kind, resource id) of every drift the reconciler recorded."""
     decode = RECONCILER.events.decode
     return {
-        (found.finding.kind, found.finding.machine_id)
+        (found.finding.kind, found.finding.resource_id)
         for event in events
         if event.type == "DriftFound"
         for found in (decode(event.type, event.schema_version, event.data),)
@@ -145,14 +156,15 @@ def drift_found(events: Iterable[StoredEvent]) -> set[tuple[str, str]]:
 
 
 def terminated_by_reconciler(events: Iterable[StoredEvent]) -> list[str]:
-    """The machine ids the reconciler terminated, in log order (a repeat each time)."""
+    """The machine ids the reconciler terminated (orphans, stuck launches), in log order
+    (a repeat each time)."""
     decode = RECONCILER.events.decode
     return [
-        acted.machine_id
+        acted.resource_id
         for event in events
         if event.type == "DriftActedOn"
         for acted in (decode(event.type, event.schema_version, event.data),)
-        if isinstance(acted, DriftActedOn) and acted.action == "terminated"
+        if isinstance(acted, DriftActedOn) and acted.action.startswith("terminated")
     ]
 
 

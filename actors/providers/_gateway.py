@@ -17,6 +17,7 @@ queue (callers wait for a slot, in order).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import stamina
 import trio
 
 from hostsmith.actors.errors import PermanentProviderError, ProviderError, TransientProviderError
-from hostsmith.actors.hostfactory import CloudMachine, StateChange, Template
+from hostsmith.actors.hostfactory import CloudGroup, CloudMachine, StateChange, Template
 from hostsmith.actors.providers._policy import GatewayPolicy
 from hostsmith.actors.providers._protocol import (
     Inventory,
@@ -86,8 +87,16 @@ class Gateway:
             on_change=self._circuit_changed,
         )
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        return await self._call("provision", self.provider.provision, request_id, template, count)
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
+        return await self._call(
+            "provision",
+            functools.partial(self.provider.provision, launch=launch),
+            request_id,
+            template,
+            count,
+        )
 
     async def describe(
         self, machine_ids: Sequence[str], *, share: bool = True
@@ -143,12 +152,25 @@ class Gateway:
 
     async def inventory(self) -> list[CloudMachine]:
         """Every machine of this installation the cloud lists (see `Inventory`)."""
+        return await self._call("inventory", self._inventory().inventory)
+
+    async def groups(self) -> list[CloudGroup]:
+        """Every fleet, group and launch template of this installation the cloud holds."""
+        return await self._call("groups", self._inventory().groups)
+
+    async def delete_group(self, group: CloudGroup) -> None:
+        await self._call("delete_group", self._inventory().delete_group, group)
+
+    async def resize_group(self, group: CloudGroup, target: float) -> None:
+        await self._call("resize_group", self._inventory().resize_group, group, target)
+
+    def _inventory(self) -> Inventory:
         provider = self.provider
         if not isinstance(provider, Inventory):
             raise PermanentProviderError(
                 f"the {provider.name} provider cannot list the machines it holds"
             )
-        return await self._call("inventory", provider.inventory)
+        return provider
 
     async def check_access(self) -> None:
         """Raise the provider's reason when the cloud cannot be used now; once, no retries."""

@@ -73,8 +73,8 @@ class Driver:
         """Where request tasks run; None for a one-shot command, which only `advance`s."""
         self._driving: set[str] = set()
         """Request ids with a task. Invariant: at most one task per request."""
-        self._unrecorded: dict[str, Provisioned] = {}
-        """What the cloud made for a request, kept until the request has recorded it."""
+        self._unrecorded: dict[str, tuple[int, Provisioned]] = {}
+        """What the cloud made for a request (and which launch), kept until recorded."""
         self._recording = trio.CapacityLimiter(CONCURRENT_CLAIMS)
         """How a request's machines are recorded: a few at once per request, and at most
         `CONCURRENT_CLAIMS` over every request, so that a burst of hundreds of requests
@@ -182,11 +182,17 @@ class Driver:
                     RecordFailure(f"template {state.template_id!r} is no longer configured")
                 )
                 return
-            provisioned = await self.gateway.provision(request_id, template, state.count)
+            # The first launch asks for them all; a replacement, for those it is short.
+            count = state.count if state.launch == 0 else state.short
+            provisioned = (
+                await self.gateway.provision(request_id, template, count, launch=state.launch)
+                if count
+                else Provisioned(())
+            )
             # The request must learn of every machine the cloud made, even if it
             # settled meanwhile (it terminates what it never delivered): kept here
             # until it is recorded.
-            self._unrecorded[request_id] = provisioned
+            self._unrecorded[request_id] = (state.launch, provisioned)
             await self._record_unrecorded(request_id, state.template_id)
             return
         goal = "running" if state.kind == "acquire" else "terminated"
@@ -216,11 +222,14 @@ class Driver:
         return sent the moment a request was `complete` was refused as "not
         provisioned by hostsmith" while the records lagged.
         """
-        provisioned = self._unrecorded.get(request_id)
-        if provisioned is not None:
+        unrecorded = self._unrecorded.get(request_id)
+        if unrecorded is not None:
+            launch, provisioned = unrecorded
             await self._record_launches(request_id, template_id, provisioned.machines)
             await self.runtime.get(REQUEST, request_id).execute(
-                RecordLaunched(machines=provisioned.machines, final=provisioned.final)
+                RecordLaunched(
+                    machines=provisioned.machines, final=provisioned.final, launch=launch
+                )
             )
             del self._unrecorded[request_id]
 

@@ -5,23 +5,31 @@ seconds, supervised like the request driver (a failed pass is logged and
 the next one comes). `Reconciler.reconcile` is one pass, which
 `hostsmith reconcile` runs by hand, `dry_run` to act on nothing.
 
-A pass: list the cloud first (`Gateway.inventory`: only this
-installation's machines), then read the log's live machines from the
-projections (after the listing, so that a machine the listing shows has
-either its record or an open request), find the drift (`find_drift`,
-pure), record it on the provider's reconcile stream, and act:
+A pass: note the machines the log holds live (only those can be ghosts),
+list the cloud (`Gateway.inventory` and `Gateway.groups`: only this
+installation's), then read the log from the projections again (after the
+listing, so that whatever the listing shows has either its record or an
+open request), find the drift (`find_drift`, pure), record it on the
+provider's reconcile stream, and act:
 
 - a **ghost** is recorded as terminated on its request and its machine
   record; Host Factory then hears of it through getReturnRequests
   (`gracePeriod` 0) and returns it, which gives its capacity back;
 - an **orphan** is reported (a warning, an event) and, with
   `reconcile.terminate_orphans`, terminated once `reconcile.orphan_grace`
-  has passed since it was first found (the stream remembers when).
+  has passed since it was first found (the stream remembers when);
+- a **stuck** launch is marked failed on its request, which launches a
+  replacement (`ReplaceStuck`), and then terminated;
+- a **leak** (a fleet, group or launch template nothing live needs) is
+  deleted, its machines left to the orphans' rule;
+- **fleet** drift is mended by setting the group's target to what the
+  log's live machines add up to, terminating none of them.
 
 Nothing is acted on without its finding recorded first, and every action
 is an event after it is done: a pass killed half way leaves findings that
-the next pass acts on, and terminating a machine twice is harmless (the
-provider's terminate is idempotent).
+the next pass acts on again, and every action is harmless to repeat (the
+provider's terminate, delete and resize are idempotent, and a request
+replaces a machine once).
 """
 
 from __future__ import annotations
@@ -37,14 +45,17 @@ from hostsmith.actors.hostfactory import (
     MACHINE,
     RECONCILER,
     REQUEST,
+    CloudGroup,
     DriftFound,
     Finding,
     LiveMachine,
+    LogView,
     Reconciliation,
     RecordAction,
     RecordFindings,
     RecordMachineState,
     RecordStates,
+    ReplaceStuck,
     StateChange,
     find_drift,
 )
@@ -56,11 +67,12 @@ from hostsmith.runtime import Runtime, RuntimeFault
 log = logging.getLogger("hostsmith.reconcile")
 
 GONE_MESSAGE = "gone from the cloud (found by the reconciler)"
+STUCK_MESSAGE = "never finished booting; terminated and replaced"
 
 
 class Action(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
-    machine_id: str
+    resource_id: str
     action: str
 
 
@@ -70,6 +82,7 @@ class ReconcilePass(msgspec.Struct, kw_only=True):
     provider: str
     dry_run: bool
     cloud_machines: int
+    cloud_groups: int
     live_machines: int
     findings: list[Finding]
     actions: list[Action]
@@ -112,22 +125,29 @@ class Reconciler:
                 await self.reconcile()
             except (RuntimeFault, ProviderError, trio.TooSlowError) as trouble:
                 # The cloud or the store in trouble: this pass waits for the next.
-                log.warning(
-                    "reconcile pass failed; next in %gs: %s", self.settings.interval, trouble
-                )
+                log.warning("reconcile pass failed; next in %gs: %s", every, trouble)
             except Exception:
                 log.exception("reconcile pass failed; next one in %gs", every)
 
     async def reconcile(self, *, dry_run: bool = False) -> ReconcilePass:
-        cloud = await self.gateway.inventory()
+        live_before = frozenset(self._log_view().live)
+        machines = await self.gateway.inventory()
+        groups = await self.gateway.groups()
         listed_at = self.clock()
-        live, open_requests = self._live_machines()
-        findings = find_drift(cloud, live, open_requests, listed_at)
+        seen = self._log_view(live_before)
+        findings = find_drift(
+            machines,
+            groups,
+            seen,
+            listed_at=listed_at,
+            pending_timeout=self.settings.pending_timeout,
+        )
         done = ReconcilePass(
             provider=self.stream_name,
             dry_run=dry_run,
-            cloud_machines=len(cloud),
-            live_machines=len(live),
+            cloud_machines=len(machines),
+            cloud_groups=len(groups),
+            live_machines=len(seen.live),
             findings=findings,
             actions=[],
         )
@@ -138,24 +158,25 @@ class Reconciler:
                 if isinstance(event, DriftFound):
                     new = event.finding
                     self.findings_total[new.kind] = self.findings_total.get(new.kind, 0) + 1
-                    log.warning("%s %s (%s): %s", new.kind, new.machine_id, new.name, new.detail)
+                    log.warning("%s %s (%s): %s", new.kind, new.resource_id, new.name, new.detail)
         state: Reconciliation = await stream.state()
+        by_id = {group.group_id: group for group in groups}
         for finding in findings:
-            action = await self._act(finding, state, dry_run)
+            action = await self._act(finding, state, by_id, dry_run)
             if action is not None:
                 done.actions.append(action)
         return done
 
-    def _live_machines(self) -> tuple[dict[str, LiveMachine], set[str]]:
-        """The log's live machines (those of acquire requests, not gone), and open requests."""
+    def _log_view(self, live_before: frozenset[str] | None = None) -> LogView:
+        """The log's live machines (of acquire requests, not gone), and its open requests."""
         live: dict[str, LiveMachine] = {}
-        open_requests: set[str] = set()
+        open_requests: dict[str, frozenset[str]] = {}
         latest = self.projections.machine_by_name
         for request_id, request in self.projections.requests.items():
-            if not request.settled:
-                open_requests.add(request_id)
             if request.kind != "acquire":
                 continue
+            if not request.settled:
+                open_requests[request_id] = frozenset(request.machines)
             for machine in request.machines.values():
                 news = latest.get(machine.name, machine)
                 if news.machine_id == machine.machine_id and news.state in ("pending", "running"):
@@ -165,36 +186,62 @@ class Reconciler:
                         request_id=request_id,
                         launched_at=float(machine.launchtime),
                     )
-        return live, open_requests
+        return LogView(live=live, open_requests=open_requests, live_before_listing=live_before)
 
-    async def _act(self, finding: Finding, state: Reconciliation, dry_run: bool) -> Action | None:
-        if finding.kind == "ghost":
-            action = Action(
-                kind="ghost", machine_id=finding.machine_id, action="recorded terminated"
-            )
-            if not dry_run:
-                gone = StateChange(finding.machine_id, "terminated", GONE_MESSAGE)
-                await self.runtime.get(REQUEST, finding.request_id).execute(RecordStates((gone,)))
-                await self.runtime.get(MACHINE, finding.machine_id).execute(
-                    RecordMachineState("terminated")
-                )
-                await self._record(action)
-            return action
-        if not self.settings.terminate_orphans:
+    async def _act(
+        self,
+        finding: Finding,
+        state: Reconciliation,
+        groups: dict[str, CloudGroup],
+        dry_run: bool,
+    ) -> Action | None:
+        kind, resource_id = finding.kind, finding.resource_id
+        if kind == "orphan" and not self._orphan_due(finding, state):
             return None  # reported only: the finding and its warning are the report
-        found = state.open.get(finding.machine_id)
-        first_seen = found.first_seen if found is not None else self.clock()
-        if self.clock() - first_seen < self.settings.orphan_grace:
-            return None
-        action = Action(kind="orphan", machine_id=finding.machine_id, action="terminated")
-        if not dry_run:
-            await self.gateway.terminate([finding.machine_id])
-            await self._record(action)
+        what = f"target set to {finding.count:g}" if kind == "fleet" else _ACTIONS[kind]
+        action = Action(kind=kind, resource_id=resource_id, action=what)
+        if dry_run:
+            return action
+        if kind == "ghost":
+            gone = StateChange(resource_id, "terminated", GONE_MESSAGE)
+            await self.runtime.get(REQUEST, finding.request_id).execute(RecordStates((gone,)))
+            await self.runtime.get(MACHINE, resource_id).execute(RecordMachineState("terminated"))
+        elif kind == "orphan":
+            await self.gateway.terminate([resource_id])
+        elif kind == "stuck":
+            # The request first (it fails the machine and launches another), then the cloud:
+            # killed in between, the next pass finds it stuck again and terminates it.
+            await self.runtime.get(REQUEST, finding.request_id).execute(
+                ReplaceStuck((resource_id,), f"{STUCK_MESSAGE}: {finding.detail}")
+            )
+            await self.runtime.get(MACHINE, resource_id).execute(RecordMachineState("failed"))
+            await self.gateway.terminate([resource_id])
+        elif kind == "leak":
+            await self.gateway.delete_group(groups[resource_id])
+        else:
+            await self.gateway.resize_group(groups[resource_id], finding.count)
+        await self._record(action)
         return action
+
+    def _orphan_due(self, finding: Finding, state: Reconciliation) -> bool:
+        """Whether an orphan is to be terminated now: if configured, and its grace is over."""
+        if not self.settings.terminate_orphans:
+            return False
+        found = state.open.get(finding.resource_id)
+        first_seen = found.first_seen if found is not None else self.clock()
+        return self.clock() - first_seen >= self.settings.orphan_grace
 
     async def _record(self, action: Action) -> None:
         await self.runtime.get(RECONCILER, self.stream_name).execute(
-            RecordAction(machine_id=action.machine_id, action=action.action, at=self.clock())
+            RecordAction(resource_id=action.resource_id, action=action.action, at=self.clock())
         )
         self.actions_total[action.kind] = self.actions_total.get(action.kind, 0) + 1
-        log.warning("%s %s: %s", action.kind, action.machine_id, action.action)
+        log.warning("%s %s: %s", action.kind, action.resource_id, action.action)
+
+
+_ACTIONS = {
+    "ghost": "recorded terminated",
+    "orphan": "terminated",
+    "stuck": "terminated, replacement launched",
+    "leak": "deleted",
+}

@@ -38,3 +38,6 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     holds, once `orphan_grace` has passed since they were found; false: report them only."""
     orphan_grace: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     """Seconds an orphan is reported before `terminate_orphans` terminates it."""
+    pending_timeout: Annotated[float, msgspec.Meta(gt=0)] = 180.0
+    """Seconds a machine of an open request may stay pending; then it is terminated and its
+    request launches a replacement (IBM's AWS_INSTANCE_PENDING_TIMEOUT_SEC)."""

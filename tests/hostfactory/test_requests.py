@@ -17,6 +17,7 @@ from hostsmith.actors.hostfactory import (
     RecordFailure,
     RecordLaunched,
     RecordStates,
+    ReplaceStuck,
     Request,
     StateChange,
     to_host_factory,
@@ -90,6 +91,42 @@ def test_a_partial_fulfilment_settles_with_an_error_and_says_why() -> None:
     assert view.message == "1 of 3 machines done: capacity exhausted"
     assert [m.result for m in view.machines] == ["succeed", "fail"]
     assert view.machines[1].message == "capacity exhausted"
+
+
+def test_a_stuck_machine_is_failed_and_replaced_by_a_launch_of_its_own() -> None:
+    launched = RecordLaunched(machines=(machine(1, "running"), machine(2, "running"), machine(3)))
+    stuck = ReplaceStuck(("i-3",), "never finished booting")
+    state = run([OPEN, launched, stuck])
+    assert (state.status, state.launch, state.launches_final, state.short) == (
+        "in_progress",
+        1,
+        False,
+        1,
+    )
+    assert state.machines["i-3"].state == "failed"
+    # replacing it again (a pass killed half way, run again) changes nothing
+    assert decide(state, stuck) == []
+    # the first launch's report, retried late, cannot close the replacement launch
+    state = run([OPEN, launched, stuck, launched])
+    assert (state.status, state.launches_final) == ("in_progress", False)
+
+    replacement = RecordLaunched(machines=(machine(4),), launch=1)
+    done = run([OPEN, launched, stuck, replacement, RecordStates((StateChange("i-4", "running"),))])
+    view = to_host_factory(done)
+    assert done.status == "completed"
+    assert view.status == "complete"
+    assert {m.machine_id: m.result for m in view.machines} == {
+        "i-1": "succeed",
+        "i-2": "succeed",
+        "i-3": "fail",
+        "i-4": "succeed",
+    }
+    assert view.machines[2].message == "never finished booting"
+
+
+def test_a_settled_request_replaces_nothing() -> None:
+    settled = run([OPEN, RecordFailure("refused")])
+    assert decide(settled, ReplaceStuck(("i-1",), "stuck")) == []
 
 
 def test_a_provider_refusal_fails_the_request_with_its_message() -> None:

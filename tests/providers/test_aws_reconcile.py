@@ -3,25 +3,35 @@
 Each installation tags what it launches with its id, and lists only that.
 The drift is made as it happens in an AWS account: an instance terminated
 in the console, an instance tagged with this installation that no request
-holds (a lost data dir), and another installation's instance, which is
-never listed and never touched. The service runs in process on the aws
-provider and an in-memory log; a dry run changes nothing.
+holds (a lost data dir), another installation's instance (never listed,
+never touched), a fleet, group and launch templates left behind, and a
+maintain fleet whose target was raised behind hostsmith's back, so that it
+added a machine. The service runs in process on the aws provider and an
+in-memory log; a dry run changes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from hostsmith.actors.hostfactory import parse_templates
+from hostsmith.actors.hostfactory import Template, parse_templates
 from hostsmith.actors.providers import ProviderContext
 from hostsmith.actors.providers.aws import AwsProvider, AwsSettings, open_aws_provider
 from hostsmith.actors.service import Application, Config, ReconcileSettings, open_service
 from hostsmith.runtime.testing import MemoryStore
-from tests.providers.test_aws import RUN_INSTANCES, instance_states
+from tests.providers.test_aws import (
+    EC2_FLEET,
+    RUN_INSTANCES,
+    SPOT_FLEET,
+    a_default_subnet,
+    asg_template,
+    instance_states,
+)
 
 TEMPLATES = parse_templates(json.dumps({"templates": [RUN_INSTANCES]}).encode())
 TEMPLATE = TEMPLATES["run-instances"]
@@ -37,10 +47,34 @@ async def aws_of(moto: str, installation: str) -> AsyncIterator[AwsProvider]:
 
 
 @asynccontextmanager
-async def service_on(aws: AwsProvider, **reconcile: Any) -> AsyncIterator[Application]:
+async def service_on(
+    aws: AwsProvider,
+    templates: dict[str, Template] = TEMPLATES,
+    clock: Callable[[], float] = time.time,
+    **reconcile: Any,
+) -> AsyncIterator[Application]:
     config = Config(reconcile=ReconcileSettings(**reconcile))
-    async with open_service(config, MemoryStore(), aws, TEMPLATES, drive=False) as application:
+    async with open_service(
+        config, MemoryStore(), aws, templates, drive=False, clock=clock
+    ) as application:
         yield application
+
+
+def an_hour_later() -> float:
+    """The service's clock: what was just made is an hour old (past the launch margin)."""
+    return time.time() + 3600
+
+
+async def complete(application: Application, template_id: str, count: int) -> list[str]:
+    """Acquire `count` machines through the service, as Host Factory would; their ids."""
+    service = application.service
+    asked = await service.request_machines(template_id, count)
+    for _ in range(20):  # bounded: moto's instances run at once
+        await service.advance([asked.request_id])
+        (entry,) = (await service.get_request_status([asked.request_id])).requests
+        if entry.status == "complete":
+            return [m.machine_id for m in entry.machines]
+    raise AssertionError(f"{asked.request_id} did not complete: {entry}")
 
 
 async def test_the_inventory_lists_this_installations_instances_only(moto: str) -> None:
@@ -61,14 +95,7 @@ async def test_drift_made_with_the_ec2_api_is_found_and_acted_on_as_configured(m
         neighbours = await theirs.provision("req-theirs", TEMPLATE, 1)
         lost = await ours.provision("req-from-a-lost-data-dir", TEMPLATE, 1)
         async with service_on(ours, terminate_orphans=True, orphan_grace=0.0) as application:
-            service = application.service
-            asked = await service.request_machines("run-instances", 2)
-            for _ in range(20):  # bounded: moto's instances run at once
-                await service.advance([asked.request_id])
-                (entry,) = (await service.get_request_status([asked.request_id])).requests
-                if entry.status == "complete":
-                    break
-            held = [m.machine_id for m in entry.machines]
+            held = await complete(application, "run-instances", 2)
             await ours.aws.ec2.terminate_instances(InstanceIds=[held[0]])  # the console
 
             would = await application.reconciler.reconcile(dry_run=True)
@@ -76,14 +103,86 @@ async def test_drift_made_with_the_ec2_api_is_found_and_acted_on_as_configured(m
             done = await application.reconciler.reconcile()
             again = await application.reconciler.reconcile()
 
-    found = sorted((f.kind, f.machine_id) for f in would.findings)
+    found = sorted((f.kind, f.resource_id) for f in would.findings)
     assert found == sorted([("ghost", held[0]), ("orphan", lost.machines[0].machine_id)])
     # the dry run did nothing: the orphan still ran after it
     assert states[lost.machines[0].machine_id][0] == "running"
-    assert sorted((f.kind, f.machine_id) for f in done.findings) == found
+    assert sorted((f.kind, f.resource_id) for f in done.findings) == found
     assert sorted(a.action for a in done.actions) == ["recorded terminated", "terminated"]
     after = await instance_states(moto)
     assert after[lost.machines[0].machine_id][0] in ("shutting-down", "terminated")
     assert after[held[1]][0] == "running"  # Host Factory's host is left alone
     assert after[neighbours.machines[0].machine_id][0] == "running"  # and the neighbour's
     assert again.findings == []  # the cloud and the log agree now
+
+
+def templates_of(*templates: dict[str, Any]) -> dict[str, Template]:
+    return parse_templates(json.dumps({"templates": list(templates)}).encode())
+
+
+async def test_fleets_groups_and_launch_templates_left_behind_are_deleted(moto: str) -> None:
+    templates = templates_of(EC2_FLEET, asg_template(await a_default_subnet(moto)))
+    async with aws_of(moto, "hs-ours") as ours, aws_of(moto, "hs-theirs") as theirs:
+        # a data dir lost after its requests launched: a fleet and a group nobody holds
+        lost_fleet = await ours.provision("req-lost-fleet", templates["ec2-fleet"], 1)
+        lost_group = await ours.provision("req-lost-group", templates["asg"], 1)
+        await theirs.provision("req-theirs", templates["ec2-fleet"], 1)
+        made = await ours.groups()
+        async with service_on(ours, templates, clock=an_hour_later) as application:
+            would = await application.reconciler.reconcile(dry_run=True)
+            after_dry_run = await ours.groups()
+            done = await application.reconciler.reconcile()
+            again = await application.reconciler.reconcile()
+        left = await ours.groups()
+        neighbours = await theirs.groups()
+    assert sorted((g.kind, g.request_id) for g in made) == [
+        ("asg", "req-lost-group"),
+        ("ec2-fleet", "req-lost-fleet"),
+        ("launch-template", "req-lost-fleet"),
+        ("launch-template", "req-lost-group"),
+    ]
+    leaks = sorted((f.kind, f.resource_id) for f in would.findings if f.kind == "leak")
+    assert leaks == sorted(("leak", g.group_id) for g in made)
+    assert after_dry_run == made  # the dry run deleted nothing
+    assert sorted(a.resource_id for a in done.actions if a.action == "deleted") == [
+        resource_id for _, resource_id in leaks
+    ]
+    assert left == []
+    assert [g.request_id for g in neighbours] == ["req-theirs", "req-theirs"]  # untouched
+    # their machines are left running, reported as orphans (terminate_orphans is off)
+    machines = [*lost_fleet.machines, *lost_group.machines]
+    states = await instance_states(moto)
+    assert [states[m.machine_id][0] for m in machines] == ["running"] * len(machines)
+    assert sorted(f.resource_id for f in again.findings) == sorted(m.machine_id for m in machines)
+    assert {f.kind for f in again.findings} == {"orphan"}
+
+
+async def test_a_maintain_fleet_that_added_a_machine_back_is_set_to_the_logs_count(
+    moto: str,
+) -> None:
+    maintain = templates_of({**SPOT_FLEET, "fleetType": "maintain"})
+    async with aws_of(moto, "hs-ours") as ours:
+        async with service_on(ours, maintain, clock=an_hour_later) as application:
+            held = await complete(application, "spot-fleet", 2)
+            (fleet,) = [g for g in await ours.groups() if g.kind == "spot-fleet"]
+            # raised behind hostsmith's back (a lost lowering): the fleet adds one
+            await ours.aws.ec2.modify_spot_fleet_request(
+                SpotFleetRequestId=fleet.group_id, TargetCapacity=3
+            )
+            would = await application.reconciler.reconcile(dry_run=True)
+            done = await application.reconciler.reconcile()
+            (mended,) = [g for g in await ours.groups() if g.kind == "spot-fleet"]
+            again = await application.reconciler.reconcile()
+        machines = await ours.inventory()
+    added = sorted(m.machine_id for m in machines if m.machine_id not in held)
+    assert len(added) == 1
+    drift = [(f.kind, f.resource_id, f.count) for f in would.findings if f.kind == "fleet"]
+    assert drift == [("fleet", fleet.group_id, 2.0)]
+    assert [(f.kind, f.resource_id) for f in would.findings if f.kind != "fleet"] == [
+        ("orphan", added[0])
+    ]
+    assert [a.action for a in done.actions] == ["target set to 2"]
+    assert mended.target == 2.0
+    # no machine was terminated by the mending: the added one is the orphans' rule's
+    assert {m.machine_id: m.state for m in machines} == dict.fromkeys([*held, *added], "running")
+    assert [f.kind for f in again.findings] == ["orphan"]

@@ -29,7 +29,9 @@ class CountingCloud:
             raise self.failing
         return [StateChange(i, "running") for i in machine_ids]
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
         raise AssertionError("not used")
 
     async def terminate(self, machine_ids: Sequence[str]) -> None:

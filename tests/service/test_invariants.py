@@ -127,7 +127,7 @@ async def test_drift_is_exempt_from_the_count_but_not_from_being_gone_and_neighb
 
 def test_a_live_machine_or_one_terminated_twice_by_the_reconciler_is_caught() -> None:
     def acted(machine_id: str) -> tuple[str, msgspec.Struct]:
-        return ("reconcile-sim", DriftActedOn(machine_id=machine_id, action="terminated", at=1.0))
+        return ("reconcile-sim", DriftActedOn(resource_id=machine_id, action="terminated", at=1.0))
 
     def encoded(log: list[tuple[str, msgspec.Struct]]) -> list[StoredEvent]:
         events = []

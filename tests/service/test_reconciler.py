@@ -56,7 +56,7 @@ async def test_a_host_terminated_behind_hostsmiths_back_is_recorded_and_reported
 
     done = await reconciler(service).reconcile()
 
-    assert [(f.kind, f.machine_id) for f in done.findings] == [("ghost", held[0].machine_id)]
+    assert [(f.kind, f.resource_id) for f in done.findings] == [("ghost", held[0].machine_id)]
     assert [(a.kind, a.action) for a in done.actions] == [("ghost", "recorded terminated")]
     # Host Factory hears of it at its next getReturnRequests, at once
     notices = (await service.get_return_requests(held)).requests
@@ -78,7 +78,7 @@ async def test_machines_of_a_lost_data_dir_are_reported_then_terminated_after_th
 
     reporting = reconciler(service)  # the default: report only
     first = await reporting.reconcile()
-    assert sorted(f.machine_id for f in first.findings) == sorted(lost)
+    assert sorted(f.resource_id for f in first.findings) == sorted(lost)
     assert {f.kind for f in first.findings} == {"orphan"}
     assert first.actions == []
     assert (await reporting.reconcile()).actions == []
@@ -88,7 +88,7 @@ async def test_machines_of_a_lost_data_dir_are_reported_then_terminated_after_th
     assert (await terminating.reconcile()).actions == []  # within its grace
     await trio.sleep(600)
     acted = await terminating.reconcile()
-    assert sorted(a.machine_id for a in acted.actions) == sorted(lost)
+    assert sorted(a.resource_id for a in acted.actions) == sorted(lost)
     await trio.sleep(60)
     now = await states(service)
     assert {now[m] for m in lost} == {"terminated"}
@@ -144,7 +144,7 @@ async def test_a_machine_of_a_request_still_provisioning_is_left_alone(
     # the cloud has launched for it, but the request has not recorded anything yet
     early = cloud_of(service).launch_outside(asked.request_id, TEMPLATES["OnDemand"], 2)
     done = await reconciler(service, terminate_orphans=True, orphan_grace=0).reconcile()
-    assert [f for f in done.findings if f.machine_id in early] == []
+    assert [f for f in done.findings if f.resource_id in early] == []
     state = await service.runtime.get(RECONCILER, "sim").state()
     assert state.open == {}
     # and the request takes them as its own (the cloud's launch is idempotent per request)

@@ -34,8 +34,11 @@ class TinyCloud:
         self.made: dict[str, Provisioned] = {}
         self.numbers = itertools.count(1)
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        if request_id not in self.made:  # idempotent per request id, as the protocol asks
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
+        key = f"{request_id}/{launch}"
+        if key not in self.made:  # idempotent per request id and launch, as the protocol asks
             machines = []
             for _ in range(count):
                 n = next(self.numbers)
@@ -50,8 +53,8 @@ class TinyCloud:
                         launchtime=int(time.time()),
                     )
                 )
-            self.made[request_id] = Provisioned(tuple(machines))
-        return self.made[request_id]
+            self.made[key] = Provisioned(tuple(machines))
+        return self.made[key]
 
     async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
         return [StateChange(i, self.states[i]) for i in machine_ids if i in self.states]

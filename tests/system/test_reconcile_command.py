@@ -44,7 +44,7 @@ def installation_of(data_dir: pathlib.Path) -> str:
 
 
 def kinds(answer: dict[str, Any]) -> list[tuple[str, str]]:
-    return sorted((f["kind"], f["machine_id"]) for f in answer["findings"])
+    return sorted((f["kind"], f["resource_id"]) for f in answer["findings"])
 
 
 def test_reconcile_by_hand_through_the_daemon_and_in_process(tmp_path: pathlib.Path) -> None:

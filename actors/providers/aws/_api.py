@@ -30,8 +30,11 @@ T = TypeVar("T")
 REQUEST_TAG = "hostsmith:request-id"
 TEMPLATE_TAG = "hostsmith:template-id"
 API_TAG = "hostsmith:provider-api"
+LAUNCH_TAG = "hostsmith:launch"
+"""On instances of a launch that replaces stuck ones: its number (the first has none)."""
 INSTALLATION_TAG = "hostsmith:installation"
-"""On every instance, fleet and group: the installation that made it (see `AwsApi.inventory`)."""
+"""On every instance, fleet, group and launch template: the installation that made it
+(see `AwsApi.inventory`)."""
 
 TRANSIENT_CODES = frozenset(
     {

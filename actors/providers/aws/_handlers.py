@@ -22,6 +22,10 @@ Why they are shaped this way:
   so a retry with the same `ClientToken` never leaves it half done. The
   fleets and the group take what capacity there is and keep trying; the
   request polls until it has its machines or its deadline passes.
+- A launch that replaces stuck machines (`launch` > 0) is its own
+  `RunInstances`, with its own client token and a `hostsmith:launch` tag.
+  The fleets and the group launch no replacement: a stuck machine of
+  theirs is terminated and failed, and the request settles short.
 - `priceType` `heterogeneous` asks for spot first, and on-demand for
   `percentOnDemand` of the count.
 """
@@ -38,6 +42,7 @@ from hostsmith.actors.hostfactory import Template
 from hostsmith.actors.providers import Provisioned
 from hostsmith.actors.providers.aws._api import (
     API_TAG,
+    LAUNCH_TAG,
     REQUEST_TAG,
     TEMPLATE_TAG,
     AwsApi,
@@ -54,7 +59,9 @@ class Handler(Protocol):
     needs: ClassVar[tuple[str, ...]]
     """Template fields this handler cannot do without ("a|b": either)."""
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned: ...
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned: ...
 
     async def release(self, request_id: str, leaving: set[str]) -> set[str]:
         """Free `leaving` from the fleet or group; returns those it terminated itself."""
@@ -71,15 +78,21 @@ class RunInstances:
     def __init__(self, aws: AwsApi) -> None:
         self.aws = aws
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        existing = await self.aws.instances_of(request_id)
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
+        existing = [
+            instance
+            for instance in await self.aws.instances_of(request_id)
+            if tag(instance, LAUNCH_TAG) == (str(launch) if launch else "")
+        ]
         if existing:
             return Provisioned(tuple(to_machine(instance) for instance in existing))
         arguments: dict[str, Any] = {
             "MinCount": count,
             "MaxCount": count,
-            "ClientToken": request_id[:64],
-            **_launch_data(self.aws, request_id, template, self.api),
+            "ClientToken": (request_id if not launch else f"{request_id}/{launch}")[:64],
+            **_launch_data(self.aws, request_id, template, self.api, launch),
         }
         if template.vm_type:
             arguments["InstanceType"] = template.vm_type
@@ -115,7 +128,9 @@ class Ec2Fleet:
     def __init__(self, aws: AwsApi) -> None:
         self.aws = aws
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
         fleet = await self._fleet_of(request_id)
         fleet_type = template.fleet_type or "instant"
         if fleet is None:
@@ -180,7 +195,9 @@ class SpotFleet:
     def __init__(self, aws: AwsApi) -> None:
         self.aws = aws
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
         if await self._request_of(request_id) is None:
             launch_template = await _launch_template(self.aws, request_id, template, self.api)
             expiry = datetime.timedelta(minutes=template.spot_fleet_request_expiry)
@@ -252,7 +269,9 @@ class AutoScalingGroup:
     def __init__(self, aws: AwsApi) -> None:
         self.aws = aws
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
         name = _group_name(request_id)
         if await self._group(name) is None:
             launch_template = await _launch_template(self.aws, request_id, template, self.api)
@@ -358,9 +377,13 @@ def instance_tags(
     return tags
 
 
-def _launch_data(aws: AwsApi, request_id: str, template: Template, api: str) -> dict[str, Any]:
+def _launch_data(
+    aws: AwsApi, request_id: str, template: Template, api: str, launch: int = 0
+) -> dict[str, Any]:
     """What RunInstances and a launch template share: image, network, tags."""
     tags = instance_tags(request_id, template, api, aws.installation_tags())
+    if launch:  # a launch replacing stuck machines: told apart from the first
+        tags.append({"Key": LAUNCH_TAG, "Value": str(launch)})
     data: dict[str, Any] = {
         "ImageId": template.image_id,
         "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
@@ -387,7 +410,10 @@ async def _launch_template(aws: AwsApi, request_id: str, template: Template, api
         data["InstanceType"] = template.vm_type
     try:
         answer = await aws.ec2.create_launch_template(
-            LaunchTemplateName=name, LaunchTemplateData=data, ClientToken=request_id[:64]
+            LaunchTemplateName=name,
+            LaunchTemplateData=data,
+            ClientToken=request_id[:64],
+            TagSpecifications=[_request_tag_spec(aws, "launch-template", request_id)],
         )
         return str(answer["LaunchTemplate"]["LaunchTemplateId"])
     except Exception as error:

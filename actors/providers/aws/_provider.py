@@ -33,7 +33,7 @@ from hostsmith.actors.errors import (
     PermanentProviderError,
     TemplateError,
 )
-from hostsmith.actors.hostfactory import CloudMachine, StateChange, Template
+from hostsmith.actors.hostfactory import CloudGroup, CloudMachine, StateChange, Template
 from hostsmith.actors.providers import ProviderContext, Provisioned, ReclaimNotice
 from hostsmith.actors.providers.aws._api import (
     API_TAG,
@@ -44,6 +44,7 @@ from hostsmith.actors.providers.aws._api import (
     machine_name,
     tag,
 )
+from hostsmith.actors.providers.aws._groups import delete_group, list_groups, resize_group
 from hostsmith.actors.providers.aws._handlers import HANDLERS, api_of
 from hostsmith.actors.providers.aws._settings import AwsSettings
 from hostsmith.stores import aws_session
@@ -101,12 +102,14 @@ class AwsProvider:
                 f"the AWS credentials could not be renewed: {type(error).__name__}: {error}"
             ) from None
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
         api = api_of(template)
         handler = self.handlers.get(api)
         if handler is None:
             raise PermanentProviderError(f"providerApi {api} is not known to the aws provider")
-        return await handler.provision(request_id, template, count)
+        return await handler.provision(request_id, template, count, launch=launch)
 
     async def describe(self, machine_ids: Sequence[str]) -> list[StateChange]:
         found = {i["InstanceId"]: i for i in await self.aws.instances(machine_ids)}
@@ -149,9 +152,19 @@ class AwsProvider:
                 launched_at=launched.timestamp()
                 if (launched := instance.get("LaunchTime"))
                 else 0.0,
+                instance_type=instance.get("InstanceType", ""),
             )
             for instance in await self.aws.inventory()
         ]
+
+    async def groups(self) -> list[CloudGroup]:
+        return await list_groups(self.aws)
+
+    async def delete_group(self, group: CloudGroup) -> None:
+        await delete_group(self.aws, group)
+
+    async def resize_group(self, group: CloudGroup, target: float) -> None:
+        await resize_group(self.aws, group, target)
 
     async def reclaim_notices(self) -> list[ReclaimNotice]:
         """Spot instances AWS has marked for interruption, with the two minutes' warning."""

@@ -3,7 +3,12 @@
 It has what a real cloud has that matters to hostsmith: calls take time,
 machines take time to boot and to shut down, capacity runs out (so requests
 can be partly fulfilled), calls fail now and then with throttling errors,
-and spot machines are reclaimed with a notice.
+spot machines are reclaimed with a notice, a few launches never finish
+booting (`stuck_rate`), and a template with `fleetType` `maintain`
+launches into a fleet that keeps a target count, as EC2's maintain fleets
+do: terminating a machine through the provider lowers the target (the
+fleet is deleted when it has none left), and a fleet can be made to add
+machines back from outside (`readd_outside`), the drift ORB's users hit.
 
 Why it is built this way:
 - Its cloud state lives in a SQLite file in the data dir, not in memory, so
@@ -24,6 +29,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
+import math
 import pathlib
 import sqlite3
 import time
@@ -35,6 +41,7 @@ import trio
 
 from hostsmith.actors.errors import PermanentProviderError, TransientProviderError
 from hostsmith.actors.hostfactory import (
+    CloudGroup,
     CloudMachine,
     Machine,
     MachineState,
@@ -61,6 +68,15 @@ CREATE TABLE IF NOT EXISTS instances (
     installation TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS instances_by_token ON instances (token);
+CREATE TABLE IF NOT EXISTS fleets (
+    fleet_id     TEXT PRIMARY KEY,
+    request_id   TEXT NOT NULL,
+    template_id  TEXT NOT NULL,
+    spot         INTEGER NOT NULL,
+    target       INTEGER NOT NULL,
+    created_at   REAL NOT NULL,
+    installation TEXT NOT NULL
+);
 """
 
 
@@ -98,14 +114,17 @@ class SimProvider:
 
     # -- the provider protocol -----------------------------------------------
 
-    async def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        await self._call("provision", request_id)
+    async def provision(
+        self, request_id: str, template: Template, count: int, *, launch: int = 0
+    ) -> Provisioned:
+        token = request_id if launch == 0 else f"{request_id}/{launch}"
+        await self._call("provision", token)
         image = template.image_id or ""
         if image.startswith("ami-bad"):
             raise PermanentProviderError(
                 f"InvalidAMIID.NotFound: The image id '[{image}]' does not exist"
             )
-        machines = await self._thread(self._provision, request_id, template, count, self.clock())
+        machines = await self._thread(self._provision, token, template, count, self.clock())
         if not machines:
             raise TransientProviderError(
                 "InsufficientInstanceCapacity: the simulated cloud has no capacity left"
@@ -118,7 +137,7 @@ class SimProvider:
 
     async def terminate(self, machine_ids: Sequence[str]) -> None:
         await self._call("terminate", ",".join(machine_ids))
-        await self._thread(self._terminate, list(machine_ids), self.clock())
+        await self._thread(self._terminate, list(machine_ids), self.clock(), True)
 
     async def check_access(self) -> None:
         """The simulated cloud needs no credentials."""
@@ -131,16 +150,61 @@ class SimProvider:
         await self._call("inventory", "")
         return await self._thread(self._inventory, self.clock())
 
+    async def groups(self) -> list[CloudGroup]:
+        await self._call("groups", "")
+        return await self._thread(self._groups)
+
+    async def delete_group(self, group: CloudGroup) -> None:
+        """Delete the fleet; its machines keep running (they are the orphans' rule's)."""
+        await self._call("delete_group", group.group_id)
+        await self._thread(
+            self._db.execute, "DELETE FROM fleets WHERE fleet_id = ?", (group.group_id,)
+        )
+
+    async def resize_group(self, group: CloudGroup, target: float) -> None:
+        """Set the fleet's target; it terminates nothing (EC2's `no-termination`)."""
+        await self._call("resize_group", group.group_id)
+        await self._thread(
+            self._db.execute,
+            "UPDATE fleets SET target = ? WHERE fleet_id = ?",
+            (round(target), group.group_id),
+        )
+
     # -- drift: what happens to a real cloud behind hostsmith's back ------------
 
     def terminate_outside(self, machine_ids: Sequence[str]) -> None:
-        """Terminate machines as an admin in the cloud's console would: no call of ours."""
-        self._terminate(list(machine_ids), self.clock())
+        """Terminate machines as an admin in the cloud's console would: no call of ours,
+        and no fleet's target lowered."""
+        self._terminate(list(machine_ids), self.clock(), release=False)
 
     def launch_outside(self, request_id: str, template: Template, count: int) -> list[str]:
         """Launch machines tagged as ours for `request_id` that the log never hears of
-        (a data dir lost after the launch); their ids."""
+        (a data dir lost after the launch), in a fleet if the template keeps one; their ids."""
         return [m.machine_id for m in self._provision(request_id, template, count, self.clock())]
+
+    def readd_outside(self, request_id: str, count: int) -> list[str]:
+        """The request's fleet adds `count` machines back and raises its target to keep
+        them, as a maintain fleet whose lowering was lost does; their ids."""
+        db, now = self._db, self.clock()
+        fleet = db.execute(
+            "SELECT fleet_id, template_id, spot FROM fleets WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if fleet is None:
+            return []
+        fleet_id, template_id, spot = fleet
+        token = f"{request_id}/readded"
+        (made,) = db.execute("SELECT count(*) FROM instances WHERE token = ?", (token,)).fetchone()
+        added = []
+        for n in range(made, made + count):
+            row = self._new_instance(token, template_id, n, bool(spot), now)
+            db.execute("INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)", row)
+            added.append(str(row[0]))
+        db.execute("UPDATE fleets SET target = target + ? WHERE fleet_id = ?", (count, fleet_id))
+        return added
+
+    def fleets(self) -> list[CloudGroup]:
+        """What `groups` lists, now, without a call's latency and faults (for checks)."""
+        return self._groups()
 
     def listing(self) -> list[CloudMachine]:
         """What `inventory` lists, now, without a call's latency and faults (for checks)."""
@@ -153,7 +217,7 @@ class SimProvider:
             f"SELECT machine_id, token FROM instances WHERE machine_id IN ({marks})",
             list(machine_ids),
         ).fetchall()
-        return dict(rows)
+        return {machine_id: _request_of(token) for machine_id, token in rows}
 
     # -- simulation ------------------------------------------------------------
 
@@ -187,15 +251,13 @@ class SimProvider:
                 f"the simulated cloud cannot use {self.path}: {error}"
             ) from error
 
-    def _provision(
-        self, request_id: str, template: Template, count: int, now: float
-    ) -> list[Machine]:
+    def _provision(self, token: str, template: Template, count: int, now: float) -> list[Machine]:
+        """Launch for `token` (a request's id, or its id and a launch number), once."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             existing = db.execute(
-                "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id",
-                (request_id,),
+                "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id", (token,)
             ).fetchall()
             if existing:
                 db.execute("COMMIT")
@@ -210,32 +272,48 @@ class SimProvider:
             for n in range(granted):
                 db.execute(
                     "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
-                    self._new_instance(request_id, template.template_id, n, spot, now),
+                    self._new_instance(token, template.template_id, n, spot, now),
                 )
+            if template.fleet_type == "maintain" and granted:
+                self._keep_in_fleet(token, template.template_id, spot, granted, now)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                 db.execute("ROLLBACK")
             raise
         rows = db.execute(
-            "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id", (request_id,)
+            "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id", (token,)
         ).fetchall()
         return [self._machine(row, now) for row in self._rows([m for (m,) in rows])]
 
+    def _keep_in_fleet(
+        self, token: str, template_id: str, spot: bool, count: int, now: float
+    ) -> None:
+        """The request's fleet keeps `count` more (made with its first launch)."""
+        request_id = _request_of(token)
+        fleet_id = "fleet-" + hashlib.blake2b(request_id.encode(), digest_size=8).hexdigest()
+        self._db.execute(
+            "INSERT INTO fleets VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (fleet_id) DO UPDATE SET target = target + excluded.target",
+            (fleet_id, request_id, template_id, int(spot), count, now, self.installation_id),
+        )
+
     def _new_instance(
-        self, request_id: str, template_id: str, n: int, spot: bool, now: float
+        self, token: str, template_id: str, n: int, spot: bool, now: float
     ) -> tuple[object, ...]:
-        digest = hashlib.blake2b(f"{self.settings.seed}|{request_id}|{n}".encode(), digest_size=9)
+        digest = hashlib.blake2b(f"{self.settings.seed}|{token}|{n}".encode(), digest_size=9)
         machine_id = "i-" + digest.hexdigest()[:17]
         octets = digest.digest()[:3]
         ip = f"10.{octets[0]}.{octets[1]}.{octets[2]}"
         name = f"ip-{ip.replace('.', '-')}.sim.internal"
         ready_at = now + self.settings.boot_time
+        if self._draw("stuck", machine_id) < self.settings.stuck_rate:
+            ready_at = math.inf  # it never boots
         reclaim_at = None
         if spot and self._draw("reclaim", machine_id) < self.settings.spot_reclaim_rate:
             reclaim_at = ready_at + self._draw("when", machine_id) * self.settings.spot_lifetime
         return (
-            *(machine_id, request_id, template_id, name, ip, int(spot), now, ready_at),
+            *(machine_id, token, template_id, name, ip, int(spot), now, ready_at),
             *(reclaim_at, self.installation_id),
         )
 
@@ -278,13 +356,37 @@ class SimProvider:
             changes.append(StateChange(row[0], state, message))
         return changes
 
-    def _terminate(self, machine_ids: list[str], now: float) -> None:
+    def _terminate(self, machine_ids: list[str], now: float, release: bool) -> None:
+        """Terminate; with `release`, as the provider does: first lower the target of the
+        machines' fleets to what stays, and delete a fleet left with nothing."""
         marks = ",".join("?" * len(machine_ids))
+        if release:
+            for (request_id,) in self._db.execute(
+                "SELECT DISTINCT fleets.request_id FROM fleets JOIN instances "
+                "ON instances.token = fleets.request_id OR instances.token LIKE "
+                f"fleets.request_id || '/%' WHERE instances.machine_id IN ({marks})",
+                machine_ids,
+            ).fetchall():
+                self._release(request_id, set(machine_ids), now)
         self._db.execute(
             f"UPDATE instances SET terminate_at = ? WHERE terminate_at IS NULL "
             f"AND machine_id IN ({marks})",
             [now, *machine_ids],
         )
+
+    def _release(self, request_id: str, leaving: set[str], now: float) -> None:
+        alive = self._db.execute(
+            "SELECT machine_id FROM instances WHERE (token = ? OR token LIKE ?) "
+            "AND terminate_at IS NULL AND (reclaim_at IS NULL OR reclaim_at > ?)",
+            (request_id, f"{request_id}/%", now),
+        ).fetchall()
+        staying = sum(1 for (machine_id,) in alive if machine_id not in leaving)
+        if staying:
+            self._db.execute(
+                "UPDATE fleets SET target = ? WHERE request_id = ?", (staying, request_id)
+            )
+        else:
+            self._db.execute("DELETE FROM fleets WHERE request_id = ?", (request_id,))
 
     def _inventory(self, now: float) -> list[CloudMachine]:
         rows = self._db.execute(
@@ -296,11 +398,29 @@ class SimProvider:
             CloudMachine(
                 machine_id=row[0],
                 name=row[1],
-                request_id=row[7],
+                request_id=_request_of(row[7]),
                 state=self._state(row[:7], now),
                 launched_at=row[3],
             )
             for row in rows
+        ]
+
+    def _groups(self) -> list[CloudGroup]:
+        rows = self._db.execute(
+            "SELECT fleet_id, request_id, target, created_at FROM fleets "
+            "WHERE installation = ? ORDER BY fleet_id",
+            (self.installation_id,),
+        ).fetchall()
+        return [
+            CloudGroup(
+                group_id=fleet_id,
+                kind="ec2-fleet",
+                request_id=request_id,
+                created_at=created_at,
+                maintains=True,
+                target=float(target),
+            )
+            for fleet_id, request_id, target, created_at in rows
         ]
 
     def _reclaim_notices(self, now: float) -> list[ReclaimNotice]:
@@ -313,6 +433,11 @@ class SimProvider:
             ReclaimNotice(machine_id, name, max(0, int(reclaim_at - now)))
             for machine_id, name, reclaim_at in rows
         ]
+
+
+def _request_of(token: str) -> str:
+    """The request a launch's token belongs to: `req-…`, or `req-…/<launch>`."""
+    return token.partition("/")[0]
 
 
 @asynccontextmanager

@@ -32,3 +32,5 @@ class SimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Seconds over which a spot machine may be reclaimed (see `spot_reclaim_rate`)."""
     reclaim_notice: Annotated[int, msgspec.Meta(ge=0)] = 120
     """Seconds of warning before a spot machine is reclaimed."""
+    stuck_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    """The share of machines that never finish booting: pending until terminated."""

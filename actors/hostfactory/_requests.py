@@ -218,6 +218,7 @@ def decide(state: Request, command: Any) -> Sequence[msgspec.Struct]:
             c
             for c in command.changes
             if c.machine_id in state.machines
+            and c.machine_id not in state.replaced  # failed for good, whatever a look saw
             and (state.machines[c.machine_id].state, state.machines[c.machine_id].message)
             != (c.state, c.message)
         )

@@ -13,7 +13,9 @@ will and checks the log (actors/_invariants.py):
   written twice);
 - no sim machine was provisioned twice;
 - the reconciler, which runs a pass twice a second (so kills land in its
-  passes) and terminates orphans, terminated nothing twice and nothing live.
+  passes), terminates orphans, and terminates and replaces the launches
+  that never boot (one in fifty), terminated nothing twice and nothing live;
+  no request launched more than it asked for and replaced.
 
 After the last kill it starts the daemon once more, leaves it alone until
 every acknowledged request has finished (the restarted driver picks them up
@@ -77,10 +79,12 @@ latency = 0.005
 boot_time = 0.3
 shutdown_time = 0.2
 capacity = 100000
+stuck_rate = 0.02
 [reconcile]
 interval = 0.5
 terminate_orphans = true
 orphan_grace = 2
+pending_timeout = 1
 [log]
 level = "warning"
 """

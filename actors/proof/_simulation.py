@@ -14,13 +14,16 @@ must hold after any schedule and any fault:
 - no simulated machine was provisioned twice: the cloud holds at most the
   requested count per request, and no machine belongs to two requests;
 - every machine is terminated, and all capacity is given back;
-- drift (some seeds): after the storm, Host Factory's hosts terminated behind
-  hostsmith's back, machines tagged as ours that no request holds (a lost
-  data dir) and another installation's machines in the same cloud; a
-  reconcile pass must find every ghost and orphan, terminate exactly the
-  orphans (never a host of a request, never the neighbour's), and a pass
-  after that must find nothing. The daemon's own passes run all along, in
-  the storm too.
+- drift (some seeds): launches that never finish booting, in the storm;
+  after it, Host Factory's hosts terminated behind hostsmith's back,
+  machines and a fleet tagged as ours that no request holds (a lost data
+  dir), a maintain fleet that adds machines back after Host Factory got
+  its hosts, and another installation's machines in the same cloud. The
+  reconciler must find every ghost, orphan, stuck launch, leaked fleet and
+  drifted fleet; terminate only orphans and stuck launches (never a host
+  of a request, never the neighbour's); replace the stuck launches (every
+  request still completes or settles by its deadline); and leave no fleet
+  behind. The daemon's own passes run all along, in the storm too.
 
 Why it is deterministic: everything that could vary comes from the seed.
 Time is trio's `MockClock` (autojump, so an idle hour costs nothing); the
@@ -55,6 +58,7 @@ from hostsmith.actors.hostfactory import (
     MACHINE,
     Machine,
     MachineRecord,
+    Template,
 )
 from hostsmith.actors.proof._invariants import (
     check_acknowledged,
@@ -135,8 +139,15 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
                 ghosts=draw.choice([0, 0, 1, 2]),
                 orphans=draw.choice([0, 0, 1, 3]),
                 neighbours=draw.choice([0, 1, 2]),
+                stuck_rate=draw.choice([0.0, 0.0, 0.1]),
+                readded=draw.choice([0, 0, 1, 2]),
             ),
         )
+
+    @property
+    def cloud(self) -> SimSettings:
+        """The simulated cloud's settings, with the drift that happens at launch."""
+        return msgspec.structs.replace(self.sim, stuck_rate=self.drift.stuck_rate)
 
 
 class Drift(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,10 +159,14 @@ class Drift(msgspec.Struct, frozen=True, kw_only=True):
     """Machines tagged as this installation's for a request the log never heard of."""
     neighbours: int
     """Machines of another installation, in the same cloud."""
+    stuck_rate: float = 0.0
+    """The share of launches that never finish booting (in the storm, too)."""
+    readded: int = 0
+    """Machines a maintain fleet adds back after Host Factory got its hosts (ORB #76)."""
 
     @property
     def any(self) -> bool:
-        return bool(self.ghosts or self.orphans or self.neighbours)
+        return bool(self.ghosts or self.orphans or self.neighbours or self.readded)
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -180,10 +195,11 @@ def simulate(seed: int, workdir: pathlib.Path) -> Outcome:
         data_dir=str(workdir),
         requests=RequestSettings(timeout=600.0, poll_interval=2.0, retention=900.0),
         gateway=GatewayPolicy(max_concurrent=4, call_timeout=10.0, attempts=4, reset_timeout=20.0),
-        reconcile=ReconcileSettings(interval=60.0, terminate_orphans=True, orphan_grace=60.0),
+        reconcile=ReconcileSettings(
+            interval=60.0, terminate_orphans=True, orphan_grace=60.0, pending_timeout=120.0
+        ),
     )
-    templates = load_templates(config.templates_path)
-    scenario = Scenario.from_seed(seed, sorted(templates))
+    scenario = Scenario.from_seed(seed, sorted(load_templates(config.templates_path)))
     clock = trio.testing.MockClock(autojump_threshold=0)
     with seeded_randomness(seed):
         return trio.run(_simulate, scenario, config, workdir, clock=clock)
@@ -221,11 +237,12 @@ async def _simulate(scenario: Scenario, config: Config, workdir: pathlib.Path) -
     )
     cloud_path = workdir / "sim-cloud.db"
     cloud_path.unlink(missing_ok=True)
-    cloud = SimProvider(cloud_path, scenario.sim, clock=_epoch)
+    cloud = SimProvider(cloud_path, scenario.cloud, clock=_epoch)
     minted = random.Random(f"{seed}/ids")
     outside: set[str] = set()
-    """Requests of machines launched behind hostsmith's back (drift)."""
+    """Launches of machines behind hostsmith's back (drift)."""
     templates = load_templates(config.templates_path)
+    templates[MAINTAIN] = _maintain_fleet(templates)
     recorder = Recorder()
     violations: list[str] = []
     try:
@@ -320,6 +337,16 @@ async def _host_factory_quirks(
 
 
 NEIGHBOUR = "hs-neighbour"
+MAINTAIN = "OnDemand-Maintain-Fleet"
+"""A template whose machines a maintain fleet keeps: the drift's own (Host Factory's
+clients use the example templates)."""
+
+
+def _maintain_fleet(templates: dict[str, Template]) -> Template:
+    on_demand = next(t for t in templates.values() if t.price_type == "ondemand")
+    return msgspec.structs.replace(
+        on_demand, template_id=MAINTAIN, provider_api="EC2Fleet", fleet_type="maintain"
+    )
 
 
 async def _until_answered(
@@ -334,6 +361,16 @@ async def _until_answered(
             if failure.kind == "refused":
                 raise
             await trio.sleep(30)
+
+
+async def _until_settled(call: HostFactoryCall, request_id: str) -> None:
+    """Polled, as Host Factory polls, until the request is no longer running."""
+    ask = {"requests": [{"requestId": request_id}]}
+    while True:
+        status = await _until_answered(call, "getRequestStatus", ask)
+        if status["requests"][0]["status"] != "running":
+            return
+        await trio.sleep(5)
 
 
 async def _drift(
@@ -365,7 +402,10 @@ async def _drift(
     cloud.terminate_outside([m.machine_id for m in ghosts])
     lost_request = f"req-lost-{scenario.seed}"
     outside.add(lost_request)
-    orphans = cloud.launch_outside(lost_request, template, drift.orphans) if drift.orphans else []
+    maintain = service.templates[MAINTAIN]
+    orphans = cloud.launch_outside(lost_request, maintain, drift.orphans) if drift.orphans else []
+    lost_fleets = {g.group_id for g in cloud.fleets() if g.request_id == lost_request}
+    readded, drifted = await _fleet_adds_back(call, cloud, drift.readded, outside)
     calm = msgspec.structs.replace(scenario.sim, spot_reclaim_rate=0.0)  # theirs stay up
     neighbour = SimProvider(cloud.path, calm, clock=_epoch, installation_id=NEIGHBOUR)
     try:
@@ -379,7 +419,9 @@ async def _drift(
         seen = drift_found(await application.runtime.journal.read("reconcile-sim"))
         missed = [m.machine_id for m in ghosts if ("ghost", m.machine_id) not in seen]
         alive = {m.machine_id for m in cloud.listing() if m.state in ("pending", "running")}
-        missed += [m for m in orphans if ("orphan", m) not in seen and m in alive]
+        missed += [m for m in [*orphans, *readded] if ("orphan", m) not in seen and m in alive]
+        missed += [f for f in lost_fleets if ("leak", f) not in seen]
+        missed += [f for f in drifted if ("fleet", f) not in seen]
         if missed:
             found.append(f"drift not found: {missed}")
         touched = [machine_id for _, machine_id in seen if machine_id in theirs]
@@ -395,15 +437,26 @@ async def _drift(
             if listed != {m.name for m in ghosts}:
                 found.append(f"ghosts not reported to Host Factory: {held}, listed {listed}")
             returned = await _until_answered(call, "requestReturnMachines", {"machines": held})
-            ask = {"requests": [{"requestId": returned["requestId"]}]}
-            while True:  # polled, as Host Factory polls, until the return is done
-                status = await _until_answered(call, "getRequestStatus", ask)
-                if status["requests"][0]["status"] != "running":
-                    break
-                await trio.sleep(5)
+            await _until_settled(call, returned["requestId"])
     finally:
         neighbour.close()
     return found
+
+
+async def _fleet_adds_back(
+    call: HostFactoryCall, cloud: SimProvider, count: int, outside: set[str]
+) -> tuple[list[str], list[str]]:
+    """Host Factory gets hosts of a maintain fleet, then the fleet adds `count` back (its
+    target raised behind hostsmith's back); the machines added, and the fleet's id."""
+    if not count:
+        return [], []
+    asked = {"template": {"templateId": MAINTAIN, "machineCount": 2}}
+    request_id = (await _until_answered(call, "requestMachines", asked))["requestId"]
+    await _until_settled(call, request_id)
+    outside.add(f"{request_id}/readded")
+    added = cloud.readd_outside(request_id, count)
+    fleets = [g.group_id for g in cloud.fleets() if g.request_id == request_id]
+    return added, fleets if added else []
 
 
 async def _reconcile_until_done(reconciler: Reconciler) -> None:
@@ -458,6 +511,9 @@ async def _check(
     found += check_log(events)
     found += check_cloud(cloud.path, events, now=_epoch(), all_gone=True, outside=outside)
     found += _terminated_only_drift(cloud, events, outside)
+    left = [f"{g.group_id} of {g.request_id}" for g in cloud.fleets()]
+    if left:
+        found.append(f"fleets left behind: {left}")
     for template_id in application.service.templates:
         capacity = await application.runtime.get(CAPACITY, template_id).state()
         if capacity.reserved:
@@ -468,11 +524,12 @@ async def _check(
 def _terminated_only_drift(
     cloud: SimProvider, events: list[StoredEvent], outside: frozenset[str]
 ) -> list[str]:
-    """Every machine the reconciler terminated, in the storm or after it, was drift made
-    behind hostsmith's back: never a host of a request, never another installation's."""
+    """Every machine the reconciler terminated, in the storm or after it, was drift: made
+    behind hostsmith's back, or a launch that never booted; never a host of a request,
+    never another installation's."""
     terminated = terminated_by_reconciler(events)
-    owners = cloud.owners(terminated)
-    stray = sorted(m for m in terminated if owners.get(m) not in outside)
+    launches, stuck = cloud.launches(terminated), cloud.stuck()
+    stray = sorted(m for m in terminated if launches.get(m) not in outside and m not in stuck)
     return [f"the reconciler terminated machines that were not drift: {stray}"] if stray else []
 
 

@@ -106,6 +106,8 @@ def test_a_stuck_machine_is_failed_and_replaced_by_a_launch_of_its_own() -> None
     assert state.machines["i-3"].state == "failed"
     # replacing it again (a pass killed half way, run again) changes nothing
     assert decide(state, stuck) == []
+    # nor does a look at the cloud taken before it was replaced (the driver's, racing)
+    assert decide(state, RecordStates((StateChange("i-3", "pending"),))) == []
     # the first launch's report, retried late, cannot close the replacement launch
     state = run([OPEN, launched, stuck, launched])
     assert (state.status, state.launches_final) == ("in_progress", False)

@@ -123,3 +123,80 @@ async def test_spot_machines_are_reclaimed_with_notice(
     states = await cloud.describe([m.machine_id for m in machines])
     assert {c.state for c in states} == {"terminated"}
     assert {c.message for c in states} == {"reclaimed by the cloud (spot interruption)"}
+
+
+MAINTAIN = Template(
+    template_id="Maintain", max_number=100, attributes=ATTRIBUTES, fleet_type="maintain"
+)
+
+
+async def test_each_launch_of_a_request_is_idempotent_on_its_own(
+    tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cloud = sim(tmp_path)
+    first = await cloud.provision("req-1", ON_DEMAND, 2)
+    replacement = await cloud.provision("req-1", ON_DEMAND, 1, launch=1)
+    again = await cloud.provision("req-1", ON_DEMAND, 1, launch=1)
+    assert again == replacement
+    ids = {m.machine_id for m in (*first.machines, *replacement.machines)}
+    assert len(ids) == 3
+    # every launch's machines are the request's
+    assert {m.request_id for m in await cloud.inventory()} == {"req-1"}
+
+
+async def test_a_stuck_machine_stays_pending_until_terminated(
+    tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cloud = sim(tmp_path, boot_time=3.0, shutdown_time=2.0)
+    stuck, booting = (m.machine_id for m in (await cloud.provision("req-1", ON_DEMAND, 2)).machines)
+    cloud.stick_outside([stuck])
+    await trio.sleep(3600)
+    assert {c.machine_id: c.state for c in await cloud.describe([stuck, booting])} == {
+        stuck: "pending",
+        booting: "running",
+    }
+    await cloud.terminate([stuck])
+    await trio.sleep(2)
+    assert [c.state for c in await cloud.describe([stuck])] == ["terminated"]
+
+
+async def test_a_maintain_fleet_keeps_its_target_until_the_provider_lowers_it(
+    tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cloud = sim(tmp_path)
+    machines = [m.machine_id for m in (await cloud.provision("req-1", MAINTAIN, 3)).machines]
+    (fleet,) = await cloud.groups()
+    assert (fleet.kind, fleet.request_id, fleet.maintains, fleet.target) == (
+        "ec2-fleet",
+        "req-1",
+        True,
+        3.0,
+    )
+    # a machine returned through the provider: the fleet keeps one fewer
+    await cloud.terminate(machines[:1])
+    assert [g.target for g in await cloud.groups()] == [2.0]
+    # from outside (ORB #76's drift): the fleet adds one back and keeps it
+    added = cloud.readd_outside("req-1", 1)
+    assert len(added) == 1
+    assert [g.target for g in await cloud.groups()] == [3.0]
+    assert {m.machine_id for m in await cloud.inventory() if m.state == "pending"} == {
+        *machines[1:],
+        *added,
+    }
+    await cloud.resize_group(fleet, 2)
+    assert [g.target for g in await cloud.groups()] == [2.0]
+    # every machine returned: the fleet is deleted with the last
+    await cloud.terminate([*machines[1:], *added])
+    assert await cloud.groups() == []
+
+
+async def test_deleting_a_fleet_leaves_its_machines_running(
+    tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cloud = sim(tmp_path, boot_time=1.0)
+    machines = [m.machine_id for m in (await cloud.provision("req-1", MAINTAIN, 2)).machines]
+    (fleet,) = await cloud.groups()
+    await cloud.delete_group(fleet)
+    await trio.sleep(5)
+    assert await cloud.groups() == []
+    assert {c.state for c in await cloud.describe(machines)} == {"running"}

@@ -18,7 +18,7 @@ from hostsmith.actors.hostfactory import RECONCILER
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import HostFactory, Reconciler, ReconcileSettings
 from hostsmith.runtime.testing import MemoryStore
-from tests.service.test_service import TEMPLATES, acquired, epoch, start_service
+from tests.service.test_service import TEMPLATES, acquired, epoch, start_service, wait_for_status
 
 
 def reconciler(service: HostFactory, **settings: object) -> Reconciler:
@@ -152,3 +152,34 @@ async def test_a_machine_of_a_request_still_provisioning_is_left_alone(
     await trio.sleep(30)
     (entry,) = (await service.get_request_status([asked.request_id])).requests
     assert sorted(m.machine_id for m in entry.machines) == sorted(early)
+
+
+async def test_a_launch_stuck_pending_is_terminated_and_its_request_completes_with_another(
+    tmp_path: pathlib.Path, nursery_: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    store = MemoryStore()
+    service = await start_service(tmp_path, nursery_, store, boot_time=60.0)
+    asked = await service.request_machines("OnDemand", 3)
+    await trio.sleep(10)  # launched and recorded, still booting
+    (entry,) = (await service.get_request_status([asked.request_id])).requests
+    stuck = entry.machines[0].machine_id
+    cloud_of(service).stick_outside([stuck])
+    checking = reconciler(service, pending_timeout=180)
+    assert [f.kind for f in (await checking.reconcile()).findings] == []  # not yet
+    await trio.sleep(180)
+
+    done = await checking.reconcile()
+
+    assert [(f.kind, f.resource_id) for f in done.findings] == [("stuck", stuck)]
+    assert [a.action for a in done.actions] == ["terminated, replacement launched"]
+    entry = await wait_for_status(service, asked.request_id, "complete")
+    results = {m.machine_id: (m.result, m.message) for m in entry.machines}
+    assert results.pop(stuck) == (
+        "fail",
+        f"never finished booting; terminated and replaced: {done.findings[0].detail}",
+    )
+    assert [result for result, _ in results.values()] == ["succeed"] * 3  # one a replacement
+    await trio.sleep(60)
+    assert (await states(service))[stuck] == "terminated"
+    assert (await checking.reconcile()).findings == []  # the cloud and the log agree
+    assert await stream_events(store) == ["DriftFound", "DriftActedOn"]

@@ -182,6 +182,14 @@ class SimProvider:
         (a data dir lost after the launch), in a fleet if the template keeps one; their ids."""
         return [m.machine_id for m in self._provision(request_id, template, count, self.clock())]
 
+    def stick_outside(self, machine_ids: Sequence[str]) -> None:
+        """These machines never finish booting, as a launch stuck in the cloud does."""
+        marks = ",".join("?" * len(machine_ids))
+        self._db.execute(
+            f"UPDATE instances SET ready_at = ? WHERE machine_id IN ({marks})",
+            [math.inf, *machine_ids],
+        )
+
     def readd_outside(self, request_id: str, count: int) -> list[str]:
         """The request's fleet adds `count` machines back and raises its target to keep
         them, as a maintain fleet whose lowering was lost does; their ids."""
@@ -210,14 +218,22 @@ class SimProvider:
         """What `inventory` lists, now, without a call's latency and faults (for checks)."""
         return self._inventory(self.clock())
 
-    def owners(self, machine_ids: Sequence[str]) -> dict[str, str]:
-        """Machine id -> the request it was launched for, whichever installation's."""
+    def launches(self, machine_ids: Sequence[str]) -> dict[str, str]:
+        """Machine id -> the launch that made it, whichever installation's: its request's
+        id, `<request>/<launch>` for a replacement, `<request>/readded` for a fleet's."""
         marks = ",".join("?" * len(machine_ids))
         rows = self._db.execute(
             f"SELECT machine_id, token FROM instances WHERE machine_id IN ({marks})",
             list(machine_ids),
         ).fetchall()
-        return {machine_id: _request_of(token) for machine_id, token in rows}
+        return dict(rows)
+
+    def stuck(self) -> set[str]:
+        """The machines that never finish booting (for checks)."""
+        return {
+            m
+            for (m,) in self._db.execute("SELECT machine_id FROM instances WHERE ready_at > 1e300")
+        }
 
     # -- simulation ------------------------------------------------------------
 

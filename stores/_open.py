@@ -19,6 +19,7 @@ from hostsmith.runtime import EventStore, StoreOpenError
 from hostsmith.stores._dynamodb import create_table, open_dynamodb_store
 from hostsmith.stores._json import open_json_store
 from hostsmith.stores._memory import open_memory_store
+from hostsmith.stores._postgres import init_postgres_store, open_postgres_store
 from hostsmith.stores._sqlite import open_sqlite_store
 
 Opener = Callable[[SplitResult], AbstractAsyncContextManager[EventStore]]
@@ -28,11 +29,13 @@ BUILT_IN: dict[str, Opener] = {
     "sqlite": open_sqlite_store,
     "json": open_json_store,
     "dynamodb": open_dynamodb_store,
+    "postgresql": open_postgres_store,
+    "postgres": open_postgres_store,
 }
 
 EXAMPLES = (
     "memory://, sqlite:///path/to/events.db, json:///path/to/dir?layout=single|split, "
-    "dynamodb://TABLE?region=REGION"
+    "dynamodb://TABLE?region=REGION, postgresql://USER@HOST:PORT/DATABASE"
 )
 
 
@@ -46,13 +49,17 @@ def find_opener(scheme: str) -> Opener | None:
 
 
 async def init_store(url: str) -> bool:
-    """Create what the store `url` names needs (a DynamoDB table); False if it was there.
+    """Create what the store `url` names needs (a DynamoDB table, PostgreSQL's tables);
+    False if it was there.
 
     Safe to run again. A store that needs no set-up is opened and closed,
     which checks the URL and creates its files.
     """
-    if urlsplit(url).scheme == "dynamodb":
-        return await create_table(urlsplit(url))
+    parts = urlsplit(url)
+    if parts.scheme == "dynamodb":
+        return await create_table(parts)
+    if parts.scheme in ("postgresql", "postgres"):
+        return await init_postgres_store(parts)
     async with open_store(url):
         return False
 

@@ -4,7 +4,9 @@
 `store`) runs once per backend: this is how the contract suite covers every
 store with one body of tests. SQLite files live in pytest's `tmp_path`;
 DynamoDB is a real moto server on 127.0.0.1, started once per session on a
-free port and reset between tests, each test on a table of its own.
+free port and reset between tests, each test on a table of its own;
+PostgreSQL is a real server of its own, started once per session (a
+throwaway cluster), each test on a database of its own.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import pytest
 from hostsmith.runtime import EventStore
 from hostsmith.stores import init_store, open_store
 from tests.support.moto_process import moto_server_process
+from tests.support.postgres_server import new_database, postgres_server
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BACKENDS = ["memory", "sqlite", "json-single", "json-split", "dynamodb"]
+BACKENDS = ["memory", "sqlite", "json-single", "json-split", "dynamodb", "postgresql"]
 MOTO: dict[str, str] = {}
+POSTGRES: dict[str, str] = {}
 
 
 def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
@@ -36,7 +40,29 @@ def url_for(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if backend == "dynamodb":
         assert MOTO, "the dynamodb backend needs the moto_server fixture"
         return f"dynamodb://events-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={MOTO['endpoint']}"
+    if backend == "postgresql":
+        assert POSTGRES, "the postgresql backend needs the postgres fixture"
+        return new_database(POSTGRES["server"])
     raise AssertionError(backend)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server of its own on a free loopback port, for the session."""
+    with postgres_server() as server:
+        POSTGRES["server"] = server
+        try:
+            yield server
+        finally:
+            POSTGRES.clear()
+
+
+def needs_server(request: pytest.FixtureRequest, backend: str) -> None:
+    """Start (or reset) the server a backend lives on, if it has one."""
+    if backend == "dynamodb":
+        request.getfixturevalue("moto")
+    elif backend == "postgresql":
+        request.getfixturevalue("postgres")
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +104,7 @@ async def prepare(url: str) -> str:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    if request.param == "dynamodb":
-        request.getfixturevalue("moto")
+    needs_server(request, request.param)
     return url_for(request.param, tmp_path)
 
 

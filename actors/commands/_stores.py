@@ -50,19 +50,32 @@ from hostsmith.stores import (
 
 
 def stores_init(
-    url: Annotated[str, typer.Argument(help="e.g. dynamodb://TABLE?region=REGION")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="e.g. dynamodb://TABLE?region=REGION or postgresql://USER@HOST:PORT/DATABASE"
+        ),
+    ],
 ) -> None:
-    """Create what a store needs (a DynamoDB table); safe to run again."""
+    """Create what a store needs (a DynamoDB table, PostgreSQL's tables); safe to run again."""
+    shown = _without_password(url)
     try:
         created = trio.run(init_store, url)
     except RuntimeFault as error:
         fail(str(error))
     except Exception as error:  # credentials, endpoint, permissions
-        fail(f"cannot set up the store {url}: {type(error).__name__}: {error}")
-    if urlsplit(url).scheme != "dynamodb":
-        sys.stdout.write(f"{url} is ready (it needs no set-up beyond opening it)\n")
+        fail(f"cannot set up the store {shown}: {type(error).__name__}: {error}")
+    if urlsplit(url).scheme not in ("dynamodb", "postgresql", "postgres"):
+        sys.stdout.write(f"{shown} is ready (it needs no set-up beyond opening it)\n")
         return
-    sys.stdout.write(f"created {url}\n" if created else f"{url} exists already\n")
+    sys.stdout.write(f"created {shown}\n" if created else f"{shown} exists already\n")
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def migrate(

@@ -19,9 +19,9 @@ async def open_and_close(url: str) -> None:
 async def test_an_unknown_scheme_names_it_and_the_known_ones() -> None:
     with pytest.raises(
         StoreOpenError,
-        match=r"^unknown store scheme 'postgres' in 'postgres://db': use one of memory://, sqlite:///path/to/events.db, json:///path/to/dir\?layout=single\|split, dynamodb://TABLE\?region=REGION$",
+        match=r"^unknown store scheme 'mysql' in 'mysql://db': use one of memory://, sqlite:///path/to/events.db, json:///path/to/dir\?layout=single\|split, dynamodb://TABLE\?region=REGION, postgresql://USER@HOST:PORT/DATABASE$",
     ):
-        await open_and_close("postgres://db")
+        await open_and_close("mysql://db")
 
 
 async def test_a_string_that_is_no_url_is_refused() -> None:

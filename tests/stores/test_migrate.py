@@ -17,7 +17,7 @@ from hostsmith.runtime import AppendRequest, EventStore, NewEvent, Snapshot
 from hostsmith.runtime.testing import MemoryStore
 from hostsmith.stores import MigrationError, migrate, open_store, verify
 from hostsmith.stores._migrate import BulkLoader
-from tests.conftest import prepare, url_for
+from tests.conftest import needs_server, prepare, url_for
 from tests.support.daemon import hostsmith
 
 STREAMS, EVENTS = 500, 10_000
@@ -86,13 +86,14 @@ async def fill(store: EventStore, streams: int = STREAMS, events: int = EVENTS) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("source", "target"), list(itertools.permutations(["memory", *PERSISTENT, "dynamodb"], 2))
+    ("source", "target"),
+    list(itertools.permutations(["memory", *PERSISTENT, "dynamodb", "postgresql"], 2)),
 )
 async def test_migration_copies_everything_between_every_pair(
     tmp_path: pathlib.Path, source: str, target: str, request: pytest.FixtureRequest, quick: bool
 ) -> None:
-    if "dynamodb" in (source, target):
-        request.getfixturevalue("moto")
+    needs_server(request, source)
+    needs_server(request, target)
     source_url = await prepare(url_for(source, tmp_path / "a"))
     target_url = await prepare(url_for(target, tmp_path / "b"))
     streams, events = migration_size(source, target, quick)
@@ -165,7 +166,7 @@ async def test_verify_catches_an_altered_event(tmp_path: pathlib.Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("target_kind", "events", "kill_after"),
-    [("json-split", 20_000, 5000), ("dynamodb", 4000, 1500)],
+    [("json-split", 20_000, 5000), ("dynamodb", 4000, 1500), ("postgresql", 20_000, 5000)],
 )
 def test_a_migration_killed_mid_way_finishes_when_run_again(
     tmp_path: pathlib.Path,
@@ -178,8 +179,7 @@ def test_a_migration_killed_mid_way_finishes_when_run_again(
     """DynamoDB is the bulk loader's case; moto is slow, so it copies fewer events."""
     if quick:
         events, kill_after = events // 4, kill_after // 4
-    if target_kind == "dynamodb":
-        request.getfixturevalue("moto")
+    needs_server(request, target_kind)
     source = f"sqlite://{tmp_path}/a.db"
     target = url_for(target_kind, tmp_path / "copy")
 

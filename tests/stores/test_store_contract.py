@@ -11,7 +11,7 @@ import pytest
 from hostsmith.runtime import EventStore
 from hostsmith.stores import open_store
 from hostsmith.stores.testing import StoreContract
-from tests.conftest import BACKENDS, prepare, url_for
+from tests.conftest import BACKENDS, needs_server, prepare, url_for
 
 
 class TestEveryBackend(StoreContract):
@@ -21,7 +21,6 @@ class TestEveryBackend(StoreContract):
     async def open_durable_store(
         self, request: pytest.FixtureRequest, tmp_path: pathlib.Path
     ) -> Callable[[], AbstractAsyncContextManager[EventStore]]:
-        if request.param == "dynamodb":
-            request.getfixturevalue("moto")
+        needs_server(request, request.param)
         url = await prepare(url_for(request.param, tmp_path))
         return lambda: open_store(url)

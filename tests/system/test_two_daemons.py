@@ -1,4 +1,5 @@
-"""Two daemons on one DynamoDB table: concurrent commands to one aggregate lose nothing.
+"""Two daemons on one shared store (DynamoDB, PostgreSQL): concurrent commands to one
+aggregate lose nothing.
 
 Both daemons take Host Factory requests for the same template at the same
 time, so both append to that template's capacity ledger, one aggregate.
@@ -22,7 +23,7 @@ import trio
 from hostsmith.actors.hostfactory import CAPACITY
 from hostsmith.actors.proof.loadtest import templates_with_room
 from hostsmith.stores import open_store
-from tests.conftest import prepare, url_for
+from tests.conftest import needs_server, prepare, url_for
 from tests.support.daemon import Daemon
 
 TEMPLATE = "OnDemand-Minimal-Template-VM"
@@ -60,9 +61,13 @@ def conflicts_seen(daemon: Daemon) -> float:
     return float(line.split()[1])
 
 
-def test_two_daemons_on_one_table_lose_no_update(tmp_path: pathlib.Path, moto: str) -> None:
-    store = trio.run(prepare, url_for("dynamodb", tmp_path))
-    # Each daemon claims its own data dir (one daemon per data dir); the table is shared.
+@pytest.mark.parametrize("backend", ["dynamodb", "postgresql"])
+def test_two_daemons_on_one_store_lose_no_update(
+    tmp_path: pathlib.Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    needs_server(request, backend)
+    store = trio.run(prepare, url_for(backend, tmp_path))
+    # Each daemon claims its own data dir (one daemon per data dir); the store is shared.
     daemons = [
         Daemon(config_for(tmp_path / name, tmp_path / name / "data", store)).start()
         for name in ("a", "b")

@@ -47,6 +47,7 @@ from hostsmith.runtime import (
     StoredEvent,
     StoreOpenError,
 )
+from hostsmith.stores._sqlite import Row, plan_rows
 from hostsmith.stores._worker import WorkerThread
 
 T = TypeVar("T")
@@ -85,8 +86,6 @@ _COLUMNS = (
     "stream, version, position, event_id, type, data, schema_version, "
     "correlation_id, causation_id, recorded_at"
 )
-
-Row = tuple[str, int, int, str, str, bytes, int, str, str, float]
 
 
 class PostgresStore:
@@ -249,29 +248,10 @@ def _decide(
         return Appended(stream, actual, tuple(stored[i] for i in ids), duplicate=True)
     if actual != request.expected_version:
         return ConflictError(stream, request.expected_version, actual)
-    positions = []
-    version = actual
-    for event in request.events:
-        version += 1
-        rows.append(
-            (
-                stream,
-                version,
-                position,
-                event.event_id,
-                event.type,
-                event.data,
-                event.schema_version,
-                event.correlation_id,
-                event.causation_id,
-                event.recorded_at,
-            )
-        )
-        stored[event.event_id] = position
-        positions.append(position)
-        position += 1
-    versions[stream] = version
-    return Appended(stream, version, tuple(positions))
+    appended, _ = plan_rows(request, actual, position, rows)
+    stored.update(zip(ids, appended.positions, strict=True))
+    versions[stream] = appended.version
+    return appended
 
 
 # -- opening -------------------------------------------------------------------

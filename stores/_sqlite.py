@@ -208,7 +208,7 @@ class SQLiteStore:
                 # duplicate, not a conflict, if its events are stored already.
                 outcomes.append(self._refuse(request, actual))
                 continue
-            outcome, position = _plan(request, actual, position, rows)
+            outcome, position = plan_rows(request, actual, position, rows)
             versions[request.stream] = outcome.version
             outcomes.append(outcome)
         _insert(db, rows)
@@ -230,7 +230,7 @@ class SQLiteStore:
                 outcomes.append(refusal)
                 continue
             rows: list[Row] = []
-            outcome, position = _plan(request, actual, position, rows)
+            outcome, position = plan_rows(request, actual, position, rows)
             db.executemany(_INSERT, rows)
             outcomes.append(outcome)
         return outcomes
@@ -368,10 +368,11 @@ def _insert(db: sqlite3.Connection, rows: list[Row]) -> None:
         db.execute(_insert_statement(len(chunk)), list(itertools.chain.from_iterable(chunk)))
 
 
-def _plan(
+def plan_rows(
     request: AppendRequest, version: int, position: int, rows: list[Row]
 ) -> tuple[Appended, int]:
-    """Add the rows for `request` to `rows`; return its outcome and the next position."""
+    """Add the rows for `request` to `rows`; return its outcome and the next position.
+    (The PostgreSQL store's rows are the same.)"""
     positions = []
     stream = request.stream
     for event in request.events:

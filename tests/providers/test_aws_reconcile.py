@@ -186,3 +186,23 @@ async def test_a_maintain_fleet_that_added_a_machine_back_is_set_to_the_logs_cou
     # no machine was terminated by the mending: the added one is the orphans' rule's
     assert {m.machine_id: m.state for m in machines} == dict.fromkeys([*held, *added], "running")
     assert [f.kind for f in again.findings] == ["orphan"]
+
+
+async def test_a_replacement_launch_is_plain_instances_of_its_own_whatever_made_the_first(
+    moto: str,
+) -> None:
+    fleet = templates_of(EC2_FLEET)["ec2-fleet"]
+    async with aws_of(moto, "hs-ours") as ours:
+        first = await ours.provision("req-fleet", fleet, 2)
+        replacement = await ours.provision("req-fleet", fleet, 1, launch=1)
+        again = await ours.provision("req-fleet", fleet, 1, launch=1)  # a retry
+        listed = await ours.inventory()
+    assert [m.machine_id for m in again.machines] == [m.machine_id for m in replacement.machines]
+    (added,) = replacement.machines
+    assert added.machine_id not in {m.machine_id for m in first.machines}
+    tags = (await instance_states(moto))[added.machine_id][1]
+    assert tags["hostsmith:request-id"] == "req-fleet"
+    assert tags["hostsmith:launch"] == "1"
+    assert tags["hostsmith:provider-api"] == "RunInstances"  # returned as a plain instance
+    assert {m.request_id for m in listed} == {"req-fleet"}
+    assert len(listed) == 3

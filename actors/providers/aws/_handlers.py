@@ -23,9 +23,11 @@ Why they are shaped this way:
   fleets and the group take what capacity there is and keep trying; the
   request polls until it has its machines or its deadline passes.
 - A launch that replaces stuck machines (`launch` > 0) is its own
-  `RunInstances`, with its own client token and a `hostsmith:launch` tag.
-  The fleets and the group launch no replacement: a stuck machine of
-  theirs is terminated and failed, and the request settles short.
+  `RunInstances`, with its own client token and a `hostsmith:launch` tag,
+  whichever handler made the first launch: a fleet or group was lowered
+  (released) when its stuck machines were terminated, so it launches none
+  in their place, and the replacements are plain instances of the
+  template's first type, returned as any RunInstances machine is.
 - `priceType` `heterogeneous` asks for spot first, and on-demand for
   `percentOnDemand` of the count.
 """
@@ -94,8 +96,9 @@ class RunInstances:
             "ClientToken": (request_id if not launch else f"{request_id}/{launch}")[:64],
             **_launch_data(self.aws, request_id, template, self.api, launch),
         }
-        if template.vm_type:
-            arguments["InstanceType"] = template.vm_type
+        instance_type = template.vm_type or next(iter(template.vm_types or {}), None)
+        if instance_type:  # a fleet's template, replacing its stuck machines: its first type
+            arguments["InstanceType"] = instance_type
         subnet = _subnets(template)[0]
         if subnet:
             arguments["SubnetId"] = subnet

@@ -105,7 +105,10 @@ class AwsProvider:
     async def provision(
         self, request_id: str, template: Template, count: int, *, launch: int = 0
     ) -> Provisioned:
-        api = api_of(template)
+        # A replacement of stuck machines is plain instances, whatever made the first
+        # launch: the fleet or group was lowered when they were terminated, so it
+        # launches nothing in their place.
+        api = api_of(template) if launch == 0 else "RunInstances"
         handler = self.handlers.get(api)
         if handler is None:
             raise PermanentProviderError(f"providerApi {api} is not known to the aws provider")

@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from hostsmith.actors.hostfactory import Template, parse_templates
+import pytest
+
+from hostsmith.actors.hostfactory import CloudGroup, Template, parse_templates
 from hostsmith.actors.providers import ProviderContext
 from hostsmith.actors.providers.aws import AwsProvider, AwsSettings, open_aws_provider
 from hostsmith.actors.service import Application, Config, ReconcileSettings, open_service
@@ -157,35 +159,54 @@ async def test_fleets_groups_and_launch_templates_left_behind_are_deleted(moto: 
     assert {f.kind for f in again.findings} == {"orphan"}
 
 
-async def test_a_maintain_fleet_that_added_a_machine_back_is_set_to_the_logs_count(
-    moto: str,
+async def raise_outside(aws: AwsProvider, group: CloudGroup, target: int) -> None:
+    """Raise a group's target behind hostsmith's back (a lost lowering): it adds machines."""
+    if group.kind == "spot-fleet":
+        await aws.aws.ec2.modify_spot_fleet_request(
+            SpotFleetRequestId=group.group_id, TargetCapacity=target
+        )
+    else:
+        await aws.aws.autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=group.group_id, DesiredCapacity=target, MaxSize=target
+        )
+
+
+@pytest.mark.parametrize("kind", ["spot-fleet", "asg"])
+async def test_a_group_that_added_a_machine_back_is_set_to_the_logs_count(
+    moto: str, kind: str
 ) -> None:
-    maintain = templates_of({**SPOT_FLEET, "fleetType": "maintain"})
+    if kind == "spot-fleet":
+        template = {**SPOT_FLEET, "fleetType": "maintain"}
+    else:
+        template = asg_template(await a_default_subnet(moto))
+    templates = templates_of(template)
     async with aws_of(moto, "hs-ours") as ours:
-        async with service_on(ours, maintain, clock=an_hour_later) as application:
-            held = await complete(application, "spot-fleet", 2)
-            (fleet,) = [g for g in await ours.groups() if g.kind == "spot-fleet"]
-            # raised behind hostsmith's back (a lost lowering): the fleet adds one
-            await ours.aws.ec2.modify_spot_fleet_request(
-                SpotFleetRequestId=fleet.group_id, TargetCapacity=3
-            )
+        async with service_on(
+            ours, templates, clock=an_hour_later, terminate_orphans=True, orphan_grace=0.0
+        ) as application:
+            held = await complete(application, template["templateId"], 2)
+            (group,) = [g for g in await ours.groups() if g.kind == kind]
+            await raise_outside(ours, group, 3)
             would = await application.reconciler.reconcile(dry_run=True)
             done = await application.reconciler.reconcile()
-            (mended,) = [g for g in await ours.groups() if g.kind == "spot-fleet"]
+            (mended,) = [g for g in await ours.groups() if g.kind == kind]
             again = await application.reconciler.reconcile()
-        machines = await ours.inventory()
-    added = sorted(m.machine_id for m in machines if m.machine_id not in held)
+            (after,) = [g for g in await ours.groups() if g.kind == kind]
+        machines = {m.machine_id: m.state for m in await ours.inventory()}
+    added = sorted(m for m in machines if m not in held)
     assert len(added) == 1
     drift = [(f.kind, f.resource_id, f.count) for f in would.findings if f.kind == "fleet"]
-    assert drift == [("fleet", fleet.group_id, 2.0)]
+    assert drift == [("fleet", group.group_id, 2.0)]
     assert [(f.kind, f.resource_id) for f in would.findings if f.kind != "fleet"] == [
         ("orphan", added[0])
     ]
-    assert [a.action for a in done.actions] == ["target set to 2"]
+    assert sorted(a.action for a in done.actions) == ["target set to 2", "terminated"]
     assert mended.target == 2.0
-    # no machine was terminated by the mending: the added one is the orphans' rule's
-    assert {m.machine_id: m.state for m in machines} == dict.fromkeys([*held, *added], "running")
-    assert [f.kind for f in again.findings] == ["orphan"]
+    # the orphan it added was terminated, and the group kept the log's count, no less
+    assert machines[added[0]] in ("shutting-down", "terminated")
+    assert [machines[m] for m in held] == ["running", "running"]
+    assert after.target == 2.0
+    assert [f for f in again.findings if f.kind == "fleet"] == []
 
 
 async def test_a_replacement_launch_is_plain_instances_of_its_own_whatever_made_the_first(

@@ -108,11 +108,12 @@ async def resize_group(aws: AwsApi, group: CloudGroup, target: float) -> None:
                 AutoScalingGroupName=group.group_id,
                 ProtectedFromScaleIn=True,
             )
+        sizes = {"MinSize": 0} | ({"MaxSize": units} if units > group.target else {})
         await aws.call(
             aws.autoscaling.update_auto_scaling_group,
             AutoScalingGroupName=group.group_id,
             DesiredCapacity=units,
-            MinSize=0,
+            **sizes,
         )
     else:
         raise PermanentProviderError(f"a {group.kind} keeps no count to set")

@@ -177,14 +177,16 @@ class Ec2Fleet:
 
     async def _fleet_of(self, request_id: str) -> dict[str, Any] | None:
         filters = [{"Name": "fleet-state", "Values": ["submitted", "active", "modifying"]}]
-        async for page in self.aws.pages(self.aws.ec2.describe_fleets, Filters=filters):
-            for fleet in page.get("Fleets", []):
-                if tag(fleet, REQUEST_TAG) == request_id and fleet.get("FleetState") in (
-                    "submitted",
-                    "active",
-                    "modifying",
-                ):
-                    return dict(fleet)
+        pages = self.aws.pages(self.aws.ec2.describe_fleets, Filters=filters)
+        async with contextlib.aclosing(pages):  # closed at once when found early
+            async for page in pages:
+                for fleet in page.get("Fleets", []):
+                    if tag(fleet, REQUEST_TAG) == request_id and fleet.get("FleetState") in (
+                        "submitted",
+                        "active",
+                        "modifying",
+                    ):
+                        return dict(fleet)
         return None
 
 
@@ -250,15 +252,17 @@ class SpotFleet:
         return set()
 
     async def _request_of(self, request_id: str) -> dict[str, Any] | None:
-        async for page in self.aws.pages(self.aws.ec2.describe_spot_fleet_requests):
-            for spot_fleet in page.get("SpotFleetRequestConfigs", []):
-                state = spot_fleet.get("SpotFleetRequestState")
-                if tag(spot_fleet, REQUEST_TAG) == request_id and state in (
-                    "submitted",
-                    "active",
-                    "modifying",
-                ):
-                    return dict(spot_fleet)
+        pages = self.aws.pages(self.aws.ec2.describe_spot_fleet_requests)
+        async with contextlib.aclosing(pages):  # closed at once when found early
+            async for page in pages:
+                for spot_fleet in page.get("SpotFleetRequestConfigs", []):
+                    state = spot_fleet.get("SpotFleetRequestState")
+                    if tag(spot_fleet, REQUEST_TAG) == request_id and state in (
+                        "submitted",
+                        "active",
+                        "modifying",
+                    ):
+                        return dict(spot_fleet)
         return None
 
 
@@ -312,8 +316,11 @@ class AutoScalingGroup:
         group = await self._group(name)
         if group is None:
             return set()
-        members = {i["InstanceId"] for i in group.get("Instances", [])}
-        detach = sorted(leaving & members)
+        units = {
+            i["InstanceId"]: float(i.get("WeightedCapacity") or 1)
+            for i in group.get("Instances", [])
+        }
+        detach = sorted(leaving & set(units))
         for start in range(0, len(detach), 20):  # DetachInstances takes 20 at a time
             await self.aws.call(
                 self.aws.autoscaling.detach_instances,
@@ -321,13 +328,23 @@ class AutoScalingGroup:
                 AutoScalingGroupName=name,
                 ShouldDecrementDesiredCapacity=True,
             )
-        if not members - leaving:
+        staying = sum(weight for i, weight in units.items() if i not in leaving)
+        if not staying:
             await self.aws.call(
                 self.aws.autoscaling.delete_auto_scaling_group,
                 AutoScalingGroupName=name,
                 ForceDelete=True,
             )
             await _delete_launch_template(self.aws, request_id)
+        elif detach:
+            # What stays, in the group's units: a target the reconciler already set to
+            # the log's count is not lowered once more when the machines the group
+            # added back (its orphans) are detached.
+            await self.aws.call(
+                self.aws.autoscaling.update_auto_scaling_group,
+                AutoScalingGroupName=name,
+                DesiredCapacity=round(staying),
+            )
         return set()  # detached machines are the caller's to terminate
 
     async def _group(self, name: str) -> dict[str, Any] | None:

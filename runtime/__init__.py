@@ -1,4 +1,4 @@
-"""hostsmith's engine: an event-sourced actor runtime on trio.
+"""hostsmith's engine: an event-sourced actor runtime on trio or asyncio (through anyio).
 
 Nothing here knows about hosts, clouds or storage backends. The public
 surface is re-exported from private modules below and pinned by a test;
@@ -17,6 +17,10 @@ from hostsmith.runtime._aggregate import (
     AggregateKind as AggregateKind,
     Committed as Committed,
     Inspect as Inspect,
+)
+from hostsmith.runtime._backend import (
+    Parking as Parking,
+    current_parking as current_parking,
 )
 from hostsmith.runtime._circuit import (
     CircuitBreaker as CircuitBreaker,
@@ -115,6 +119,7 @@ __all__ = [
     "Mailbox",
     "MemoryStore",
     "NewEvent",
+    "Parking",
     "PersistFailed",
     "Registry",
     "Rejected",
@@ -133,6 +138,7 @@ __all__ = [
     "append",
     "correlation",
     "current_correlation_id",
+    "current_parking",
     "new_id",
     "open_runtime",
     "open_supervisor",

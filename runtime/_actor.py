@@ -6,7 +6,7 @@ touched by its own task and needs no locks.
 
 Why it is built this way:
 - The mailbox is bounded (`_mailbox.BoundedMailbox`, a one-reader channel
-  with trio's semantics and a fraction of its memory). A full mailbox makes
+  with anyio's semantics and a fraction of its memory). A full mailbox makes
   the sender wait (backpressure); nothing is ever dropped. Its depth is
   visible through `statistics()`.
 - `ask` puts a deadline in the envelope. The caller stops waiting at the
@@ -30,8 +30,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import trio
+import anyio
 
+from hostsmith.runtime import _backend
 from hostsmith.runtime._deadlines import Deadlines
 from hostsmith.runtime._envelope import Envelope, current_envelope, wrap
 from hostsmith.runtime._errors import (
@@ -137,7 +138,7 @@ class ActorRef:
             finally:
                 deadlines.forget(reply, key)
         try:
-            with trio.move_on_at(deadline):
+            with anyio.CancelScope(deadline=deadline):
                 return await reply.wait()
         finally:
             if not reply.done:
@@ -167,7 +168,7 @@ class ActorRef:
         The deadline covers waiting for mailbox space too. When it passes the
         callee's work on this message is cancelled and `AskTimeout` is raised.
         """
-        deadline = trio.current_time() + timeout
+        deadline = _backend.LOW.now() + timeout
         reply = Reply()
         reply.expiry = (self.name, timeout)
         envelope = wrap(
@@ -183,12 +184,12 @@ class ActorRef:
             # bounds the wait without a cancel scope (see _deadlines).
             try:
                 self._mailbox.send_nowait(envelope)
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass
             else:
                 return await self.wait_reply(reply, deadline, timeout)
         try:
-            with trio.move_on_at(deadline):
+            with anyio.CancelScope(deadline=deadline):
                 await self._deliver(envelope)
                 return await reply.wait()
         finally:
@@ -203,7 +204,7 @@ class ActorRef:
             try:
                 await self._mailbox.send(envelope)
                 return
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 if self._reactivate is None:
                     break
                 self._mailbox = self._reactivate()
@@ -240,7 +241,7 @@ async def handle_envelope(
     token = current_envelope.set(envelope)
     try:
         if scoped:
-            with trio.CancelScope(deadline=envelope.deadline) as scope:
+            with anyio.CancelScope(deadline=envelope.deadline) as scope:
                 if reply is not None:
                     reply.scope = scope
                 await _answer(actor, envelope, reply, name)

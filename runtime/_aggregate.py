@@ -52,9 +52,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import anyio
 import msgspec
-import trio
 
+from hostsmith.runtime import _backend
 from hostsmith.runtime._actor import Mailbox
 from hostsmith.runtime._envelope import Envelope, current_envelope
 from hostsmith.runtime._errors import (
@@ -203,7 +204,7 @@ class AggregateActor(Generic[S, C, E]):
         self._follow_up: FollowUp | None = None
         self._failure: BaseException | None = None
         self._holding = False
-        self._idle_waiter: trio.lowlevel.Task | None = None
+        self._idle_waiter: object | None = None  # the parked task's handle
         self._mailbox: Mailbox | None = None
 
     # -- the actor's task -----------------------------------------------------
@@ -237,8 +238,11 @@ class AggregateActor(Generic[S, C, E]):
         """Wait until idle, doing any follow-up work the journal left behind."""
         while True:
             while self._in_flight is not None:
-                self._idle_waiter = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
+                # Waiting for the journal's outcome is not cancellable (see module
+                # doc); a cancellation is delivered after it instead.
+                low = _backend.LOW
+                self._idle_waiter = handle = low.park_uncancellable()
+                await low.wait_uncancellable(handle)
             if self._failure is not None:
                 raise self._failure
             follow_up, self._follow_up = self._follow_up, None
@@ -481,7 +485,7 @@ class AggregateActor(Generic[S, C, E]):
             retrying = in_flight.attempt < self.kind.conflict_retries
             if retrying:
                 spread = self.kind.conflict_backoff * 2**in_flight.attempt
-                await trio.sleep(spread * self.rng.random())
+                await anyio.sleep(spread * self.rng.random())
             await self._catch_up()
             if not retrying:
                 _answer(reply, ConflictError(self.stream, outcome.expected, outcome.actual))
@@ -510,7 +514,7 @@ class AggregateActor(Generic[S, C, E]):
     def _wake(self) -> None:
         waiter, self._idle_waiter = self._idle_waiter, None
         if waiter is not None:
-            trio.lowlevel.reschedule(waiter)
+            _backend.LOW.wake(waiter)
         elif (
             self._follow_up is not None or self._failure is not None
         ) and self._mailbox is not None:
@@ -518,7 +522,7 @@ class AggregateActor(Generic[S, C, E]):
             # mailbox is full or closed, the task is not parked there.
             try:
                 self._mailbox.send_nowait(Envelope(_WAKE, "", ""))
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass
 
     def _encode(self, event: E, envelope: Envelope, n: int) -> NewEvent:
@@ -618,16 +622,10 @@ class AggregateActor(Generic[S, C, E]):
             schema_version=self.kind.snapshot_version,
             recorded_at=self.wall_clock(),
         )
-        with trio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
             await self.journal.save_snapshot(snapshot)
 
 
 def _answer(reply: Reply | None, result: object) -> None:
     if reply is not None:
         reply.set_outcome(result)
-
-
-def _refuse_abort(_: object) -> trio.lowlevel.Abort:
-    # Waiting for the journal's outcome is not cancellable (see module doc);
-    # a cancellation is delivered at the task's next checkpoint instead.
-    return trio.lowlevel.Abort.FAILED

@@ -1,4 +1,4 @@
-"""A trio-native circuit breaker: stop calling what keeps failing, then probe.
+"""A circuit breaker: stop calling what keeps failing, then probe.
 
 A remote dependency that is down should not be hammered by every caller at
 once, each waiting out its own timeout. The breaker counts consecutive
@@ -12,7 +12,7 @@ Which exceptions count is the caller's choice (`counts_as_failure`): a
 permanent error such as "no such image" says nothing about the service's
 health and should not open the circuit; a throttle or a timeout does.
 
-Time comes from trio's clock, so tests drive it with `autojump_clock`. The
+Time comes from the async library's clock, so tests drive it with `autojump_clock`. The
 breaker never sleeps; it only looks at the time. State changes are reported
 to an optional listener (logs and metrics hook in there).
 """
@@ -24,8 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
-import trio
-
+from hostsmith.runtime import _backend
 from hostsmith.runtime._errors import RuntimeFault
 
 P = ParamSpec("P")
@@ -84,7 +83,7 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         if (
             self._state is CircuitState.OPEN
-            and trio.current_time() >= self._opened_at + self.reset_timeout
+            and _backend.LOW.now() >= self._opened_at + self.reset_timeout
         ):
             self._move(CircuitState.HALF_OPEN)
         return self._state
@@ -104,7 +103,7 @@ class CircuitBreaker:
             state is CircuitState.HALF_OPEN and self._probes >= self.half_open_probes
         ):
             self.rejected += 1
-            retry_in = max(0.0, self._opened_at + self.reset_timeout - trio.current_time())
+            retry_in = max(0.0, self._opened_at + self.reset_timeout - _backend.LOW.now())
             raise CircuitOpen(self.name, self.failures, retry_in)
         probing = state is CircuitState.HALF_OPEN
         if probing:
@@ -127,7 +126,7 @@ class CircuitBreaker:
     def _failed(self) -> None:
         self.failures += 1
         if self._state is CircuitState.HALF_OPEN or self.failures >= self.failure_threshold:
-            self._opened_at = trio.current_time()
+            self._opened_at = _backend.LOW.now()
             self._move(CircuitState.OPEN)
 
     def _succeeded(self) -> None:

@@ -1,6 +1,6 @@
 """One task that enforces every ask's deadline.
 
-The obvious way to bound an ask is `trio.move_on_at(deadline)` around the
+The obvious way to bound an ask is a cancel scope with its deadline around the
 wait. With a thousand tasks asking at once that cancel scope costs more than
 the whole round trip (every scope builds a cancel status and registers a
 deadline with the scheduler), so asks that can use this service don't.
@@ -18,8 +18,10 @@ from __future__ import annotations
 import heapq
 import math
 
-import trio
+import anyio
+from anyio.abc import TaskStatus
 
+from hostsmith.runtime import _backend
 from hostsmith.runtime._errors import AskTimeout
 from hostsmith.runtime._reply import Reply
 
@@ -29,7 +31,7 @@ class Deadlines:
         self.quantum = quantum
         self._buckets: dict[float, set[Reply]] = {}
         self._due: list[float] = []  # heap of bucket keys
-        self._sleep = trio.CancelScope()
+        self._sleep = anyio.CancelScope()
         self._waking_at = math.inf
         self.running = False
 
@@ -51,21 +53,21 @@ class Deadlines:
         if bucket is not None:
             bucket.discard(reply)
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.running = True
         task_status.started()
         try:
             while True:
                 self._expire_due()
                 self._waking_at = self._due[0] if self._due else math.inf
-                self._sleep = trio.CancelScope(deadline=self._waking_at)
+                self._sleep = anyio.CancelScope(deadline=self._waking_at)
                 with self._sleep:
-                    await trio.sleep_forever()
+                    await anyio.sleep_forever()
         finally:
             self.running = False
 
     def _expire_due(self) -> None:
-        now = trio.current_time()
+        now = _backend.LOW.now()
         while self._due and self._due[0] <= now:
             key = heapq.heappop(self._due)
             for reply in self._buckets.pop(key, ()):

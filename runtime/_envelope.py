@@ -10,7 +10,7 @@ bounded in time:
 - `causation_id` names the message that caused this one;
 - `command_id` is the idempotency key: events record it, and a command that
   arrives again with the same id is answered without being decided again;
-- `deadline` is in trio time (`inf` for none); the callee cancels its work on
+- `deadline` is in the async library's time (`inf` for none); the callee cancels its work on
   the message when it passes, just as the caller stops waiting.
 
 While an actor handles an envelope it is the *current* envelope (a context

@@ -12,7 +12,7 @@ wait: there is no timer, only "whatever is queued right now".
 A batch holds at most `max_batch` requests, and more than that are written
 as a pipeline: when a batch's outcome arrives and more is queued, the next
 batch goes to the store *before* the finished one's callers are answered.
-Those callers then run on the trio thread while the store writes (a thread
+Those callers then run on the event loop's thread while the store writes (a thread
 store such as SQLite does the I/O with the GIL released), instead of the
 two taking turns. With 1,000 clients this took the SQLite counter benchmark
 from ~37k to ~48k commands/s. Below `max_batch` concurrent appends nothing
@@ -37,9 +37,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+import anyio
 import msgspec
-import trio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from hostsmith.runtime import _backend
 from hostsmith.runtime._errors import ConflictError, PersistFailed
 from hostsmith.runtime._reply import Reply
 from hostsmith.runtime._store import (
@@ -74,7 +77,8 @@ class JournalStats(msgspec.Struct):
 
 
 class WriteFailure(msgspec.Struct, frozen=True):
-    """The store is failing writes: what it said last, and since when (trio's clock)."""
+    """The store is failing writes: what it said last, and since when (the event loop's
+    clock)."""
 
     error: str
     since: float
@@ -85,10 +89,10 @@ class Journal:
         self.store = store
         self.max_batch = max_batch
         self.stats = JournalStats()
-        self._inbox: trio.MemorySendChannel[_Queued]
-        self._outbox: trio.MemoryReceiveChannel[_Queued]
-        self._inbox, self._outbox = trio.open_memory_channel(queue_size)
-        self._committed = trio.Event()
+        self._inbox: MemoryObjectSendStream[_Queued]
+        self._outbox: MemoryObjectReceiveStream[_Queued]
+        self._inbox, self._outbox = anyio.create_memory_object_stream[_Queued](queue_size)
+        self._committed = anyio.Event()
         self.last_position = 0
         self.write_failure: WriteFailure | None = None
         """Set while the store fails: the latest failure, and when the first began.
@@ -125,24 +129,26 @@ class Journal:
         try:
             try:
                 self._inbox.send_nowait(item)
-            except trio.WouldBlock:
+            except anyio.WouldBlock:
                 await self._inbox.send(item)
-        except (trio.ClosedResourceError, trio.BrokenResourceError) as closed:
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as closed:
             raise PersistFailed(stream, RuntimeError("the journal is closed")) from closed
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop. Returns after `close()`, once the queue is empty."""
         task_status.started()
         try:
-            async with trio.open_nursery() as nursery:
-                await self._pipeline(nursery)
+            async with anyio.create_task_group() as tasks:
+                await self._pipeline(tasks)
         finally:
             self._refuse_queued()
+            self._inbox.close()
+            self._outbox.close()
 
-    async def _pipeline(self, nursery: trio.Nursery) -> None:
+    async def _pipeline(self, tasks: TaskGroup) -> None:
         # `written` is a batch whose outcome is known but whose callers have
         # not been answered yet. When more is queued, that next batch goes
-        # to the store *first*, and the answers follow: the trio thread runs
+        # to the store *first*, and the answers follow: the loop's thread runs
         # the woken callers while the store writes (see the module doc).
         written: tuple[list[_Queued], list[AppendOutcome]] | None = None
         while True:
@@ -154,14 +160,14 @@ class Journal:
                     continue
                 try:
                     batch = [await self._outbox.receive(), *self._take_queued(1)]
-                except trio.EndOfChannel:
+                except anyio.EndOfStream:
                     return
             outcomes = Reply()
-            nursery.start_soon(self._write, batch, outcomes)
+            tasks.start_soon(self._write, batch, outcomes)
             if written is not None:
                 # One scheduling round: `_write` hands the batch to the store
                 # before any caller woken below gets to run.
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await _backend.LOW.cancel_shielded_checkpoint()
                 self._answer(*written)
             written = batch, await outcomes.wait_uncancellable()
 
@@ -172,7 +178,7 @@ class Journal:
         while len(batch) < room:
             try:
                 batch.append(receive())
-            except (trio.WouldBlock, trio.EndOfChannel):
+            except (anyio.WouldBlock, anyio.EndOfStream):
                 break
         return batch
 
@@ -181,7 +187,7 @@ class Journal:
         while True:
             try:
                 request, on_outcome = self._outbox.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
             on_outcome(PersistFailed(request.stream, RuntimeError("the journal was stopped")))
 
@@ -190,12 +196,12 @@ class Journal:
         try:
             # Shielded: once a batch is handed to the store its outcome must be
             # learned and reported, or callers could not know what is durable.
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 outcomes = await self.store.append_batch([request for request, _ in batch])
         except Exception as failure:
             outcomes = [PersistFailed(request.stream, failure) for request, _ in batch]
             self.stats.failed_transactions += 1
-            since = self.write_failure.since if self.write_failure else trio.current_time()
+            since = self.write_failure.since if self.write_failure else _backend.LOW.now()
             self.write_failure = WriteFailure(f"{type(failure).__name__}: {failure}", since)
         else:
             self.write_failure = None
@@ -217,7 +223,7 @@ class Journal:
                 on_outcome(outcome)
             except Exception:  # a callback's bug must not stop the journal
                 log.exception("journal callback for %s failed", outcome)
-        committed, self._committed = self._committed, trio.Event()
+        committed, self._committed = self._committed, anyio.Event()
         committed.set()
 
     def close(self) -> None:
@@ -228,7 +234,7 @@ class Journal:
     def queue_depth(self) -> int:
         return self._outbox.statistics().current_buffer_used
 
-    def next_commit(self) -> trio.Event:
+    def next_commit(self) -> anyio.Event:
         """An event set when the next batch commits. Take it *before* reading,
         so that a commit during the read is not missed."""
         return self._committed

@@ -1,20 +1,22 @@
 """The mailbox: a bounded FIFO channel with one reader, sized for a million idle actors.
 
-It behaves like a trio memory channel with one receiver (`send`,
+It behaves like an anyio memory stream with one receiver (`send`,
 `send_nowait`, `receive`, `receive_nowait`, `close`, `statistics()`), and
 is written here for one reason: memory. A trio channel pair is five objects
-including a deque and two ordered dicts, about 1.5 KB even when empty, and
+including a deque and two ordered dicts, about 1.5 KB even when empty (an
+anyio stream pair is no smaller), and
 a live aggregate is mostly an empty mailbox. This one is a single slotted
 object whose queue is a short list (at most `capacity` items, so popping
 from its front is cheap) and whose waiting senders are only recorded when
 there are some.
 
-Semantics, as in trio:
+Semantics, as in anyio (on trio and asyncio alike; waits go through the
+runtime's one seam, `_backend.LOW`):
 - `send` waits while the mailbox is full; `send_nowait` raises
-  `trio.WouldBlock` instead. Both raise `trio.ClosedResourceError` once
+  `anyio.WouldBlock` instead. Both raise `anyio.ClosedResourceError` once
   the mailbox is closed, including a sender that was waiting for room.
 - `receive` waits while it is empty; after `close()` it returns what is
-  left, then raises `trio.EndOfChannel`.
+  left, then raises `anyio.EndOfStream`.
 - Both waits are cancellable and are checkpoints; a cancelled sender has
   sent nothing.
 """
@@ -24,8 +26,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
+import anyio
 import msgspec
-import trio
+
+from hostsmith.runtime import _backend
 
 T = TypeVar("T")
 
@@ -50,9 +54,9 @@ class BoundedMailbox(Generic[T]):
             raise ValueError(f"a mailbox needs room for at least one message, not {capacity}")
         self.capacity = capacity
         self._items: list[T] = []
-        self._receiver: trio.lowlevel.Task | None = None
-        # Senders waiting for room, in arrival order; made on first need.
-        self._senders: deque[trio.lowlevel.Task] | None = None
+        self._receiver: object | None = None  # the parked reader's handle
+        # Parked senders' handles, in arrival order; made on first need.
+        self._senders: deque[object] | None = None
         self._closed = False
         self._burst = 0
 
@@ -74,33 +78,34 @@ class BoundedMailbox(Generic[T]):
 
     def send_nowait(self, item: T) -> None:
         if self._closed:
-            raise trio.ClosedResourceError("the mailbox is closed")
+            raise anyio.ClosedResourceError("the mailbox is closed")
         if len(self._items) >= self.capacity:
-            raise trio.WouldBlock
+            raise anyio.WouldBlock
         self._items.append(item)
         receiver, self._receiver = self._receiver, None
         if receiver is not None:
-            trio.lowlevel.reschedule(receiver)
+            _backend.LOW.wake(receiver)
 
     async def send(self, item: T) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        low = _backend.LOW
+        await low.checkpoint_if_cancelled()
         while len(self._items) >= self.capacity and not self._closed:
-            await self._wait_for_room()
+            await self._wait_for_room(low)
         self.send_nowait(item)  # raises ClosedResourceError if closed meanwhile
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        await low.cancel_shielded_checkpoint()
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_for_room(self, low: _backend.Parking) -> None:
         if self._senders is None:
             self._senders = deque()
         senders = self._senders
-        task = trio.lowlevel.current_task()
-        senders.append(task)
+        handle = low.park()
+        senders.append(handle)
 
-        def abort(_: object) -> trio.lowlevel.Abort:
-            senders.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
+        def abort(_: object) -> object:
+            senders.remove(handle)
+            return _backend.ABORTED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        await low.wait(handle, abort)
 
     def peek(self, limit: int) -> list[T]:
         """Up to `limit` queued items, oldest first, left in the mailbox."""
@@ -110,23 +115,24 @@ class BoundedMailbox(Generic[T]):
         items = self._items
         if not items:
             if self._closed:
-                raise trio.EndOfChannel
-            raise trio.WouldBlock
+                raise anyio.EndOfStream
+            raise anyio.WouldBlock
         item = items.pop(0)
         senders = self._senders
         if senders:
-            trio.lowlevel.reschedule(senders.popleft())
+            _backend.LOW.wake(senders.popleft())
         return item
 
     async def receive(self) -> T:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        low = _backend.LOW
+        await low.checkpoint_if_cancelled()
         while not self._items and not self._closed:
             if self._receiver is not None:
-                raise trio.BusyResourceError("a mailbox has one reader")
-            self._receiver = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
-        item = self.receive_nowait()  # raises EndOfChannel if closed and empty
-        await trio.lowlevel.cancel_shielded_checkpoint()
+                raise anyio.BusyResourceError("receiving from")  # a mailbox has one reader
+            self._receiver = handle = low.park()
+            await low.wait(handle, self._abort_receive)
+        item = self.receive_nowait()  # raises EndOfStream if closed and empty
+        await low.cancel_shielded_checkpoint()
         return item
 
     async def take(self) -> T | None:
@@ -137,36 +143,39 @@ class BoundedMailbox(Generic[T]):
         in a row, so a busy actor still lets others run. Waiting happens in
         this frame, which keeps an idle actor's stack short.
         """
+        low = _backend.LOW
         if self._items:
             self._burst += 1
             if self._burst >= FAIRNESS_BURST:
                 self._burst = 0
-                await trio.lowlevel.checkpoint()
+                await low.checkpoint()
             if self._items:  # only this reader takes items, but stay exact
                 return self.receive_nowait()
         self._burst = 0
-        await trio.lowlevel.checkpoint_if_cancelled()
+        await low.checkpoint_if_cancelled()
         while not self._items:
             if self._closed:
                 return None
             if self._receiver is not None:
-                raise trio.BusyResourceError("a mailbox has one reader")
-            self._receiver = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
+                raise anyio.BusyResourceError("receiving from")  # a mailbox has one reader
+            # Waited for in this frame: an idle actor's stack stays short.
+            self._receiver = handle = low.park()
+            await low.wait(handle, self._abort_receive)
         return self.receive_nowait()
 
-    def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
+    def _abort_receive(self, _: object) -> object:
         self._receiver = None
-        return trio.lowlevel.Abort.SUCCEEDED
+        return _backend.ABORTED
 
     def close(self) -> None:
         """No more sends; waiting senders fail, the reader drains what is left."""
         if self._closed:
             return
         self._closed = True
+        low = _backend.LOW
         receiver, self._receiver = self._receiver, None
         if receiver is not None:
-            trio.lowlevel.reschedule(receiver)
+            low.wake(receiver)
         senders, self._senders = self._senders, None
-        for task in senders or ():
-            trio.lowlevel.reschedule(task)
+        for handle in senders or ():
+            low.wake(handle)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import trio
+import anyio
 
 from hostsmith.runtime._store import (
     AppendOutcome,
@@ -32,7 +32,7 @@ class MemoryStore:
         self.transactions = 0
 
     async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         self.transactions += 1
         outcomes, written = plan_appends(
             requests,
@@ -65,35 +65,35 @@ class MemoryStore:
         self._positions_by_id[stored.event_id] = stored.position
 
     async def read(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self._streams.get(stream, [])[after_version:]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self._log[after_position : after_position + limit]
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         self._snapshots[snapshot.stream] = snapshot
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self._snapshots.get(stream)
 
     async def save_checkpoint(self, name: str, position: int) -> None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         self._checkpoints[name] = position
 
     async def checkpoints(self) -> dict[str, int]:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return dict(self._checkpoints)
 
     async def load_checkpoint(self, name: str) -> int:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self._checkpoints.get(name, 0)
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
 
 
 __all__ = ["MemoryStore"]

@@ -31,8 +31,10 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable
 
-import trio
+import anyio
+from anyio.abc import TaskStatus
 
+from hostsmith.runtime import _backend
 from hostsmith.runtime._actor import ActorRef, Incarnation, Mailbox
 from hostsmith.runtime._deadlines import Deadlines
 from hostsmith.runtime._errors import ActorCrashed, ActorStopped, RuntimeFault
@@ -62,7 +64,7 @@ class _Resident:
         # one starts only after it has finished (one writer per aggregate).
         self.previous = previous
         self.done = False
-        self.finished: trio.Event | None = None  # made only when someone waits
+        self.finished: anyio.Event | None = None  # made only when someone waits
 
 
 class Registry:
@@ -93,8 +95,8 @@ class Registry:
         self._retiring: dict[Key, _Resident] = {}
         self._supervisor: Supervisor | None = None
         self._closing = False
-        self._all_finished = trio.Event()
-        self._sweeping = trio.CancelScope()
+        self._all_finished = anyio.Event()
+        self._sweeping = anyio.CancelScope()
         self._incarnations = itertools.count(1)
 
     def register(self, kind_name: str, factory: IncarnationFactory) -> None:
@@ -143,7 +145,7 @@ class Registry:
         resident = self._live.get(key)
         if resident is not None:
             self._live.move_to_end(key)
-            resident.last_active = trio.current_time()
+            resident.last_active = _backend.LOW.now()
             return resident.mailbox
         if self._closing or self._supervisor is None:
             raise ActorStopped(f"{key[0]}/{key[1]}")
@@ -151,7 +153,7 @@ class Registry:
             key,
             f"{key[0]}/{key[1]}",
             Mailbox(self.mailbox_capacity),
-            trio.current_time(),
+            _backend.LOW.now(),
             self._retiring.get(key),
         )
         self._live[key] = resident
@@ -180,7 +182,7 @@ class Registry:
         previous, resident.previous = resident.previous, None
         if previous is not None and not previous.done:
             if previous.finished is None:
-                previous.finished = trio.Event()
+                previous.finished = anyio.Event()
             await previous.finished.wait()
         incarnation = self._factories[resident.key[0]](resident.key[1])
         try:
@@ -216,7 +218,7 @@ class Registry:
 
     def passivate_idle(self) -> int:
         """Put away every actor idle for longer than `idle_timeout`; returns how many."""
-        cutoff = trio.current_time() - self.idle_timeout
+        cutoff = _backend.LOW.now() - self.idle_timeout
         count = 0
         while self._live:
             key, oldest = next(iter(self._live.items()))
@@ -228,7 +230,7 @@ class Registry:
         self.passivated += count
         return count
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Host the actors until `close()`; sweeps for idle actors meanwhile."""
         try:
             async with open_supervisor(
@@ -236,11 +238,11 @@ class Registry:
             ) as supervisor:
                 self._supervisor = supervisor
                 task_status.started()
-                self._sweeping = trio.CancelScope()
+                self._sweeping = anyio.CancelScope()
                 if math.isfinite(self.idle_timeout) and not self._closing:
                     with self._sweeping:
                         while True:
-                            await trio.sleep(self.idle_timeout / 4)
+                            await anyio.sleep(self.idle_timeout / 4)
                             self.passivate_idle()
                 await self._all_finished.wait()
         finally:
@@ -267,7 +269,7 @@ def _fail_queued(resident: _Resident, error: Exception) -> None:
     while True:
         try:
             envelope = resident.mailbox.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
             return
         if envelope.reply is not None:
             envelope.reply.set_error(error)

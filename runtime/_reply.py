@@ -1,9 +1,10 @@
 """A one-shot reply slot: the cheapest correct way for a task to await an answer.
 
-`ask` is on every command's path, so its wake-up must cost as little as trio
-allows. A `Reply` parks the asking task with `wait_task_rescheduled` and the
-answering task reschedules it directly: no channel, no `Event`, no parking
-lot, no cancel scope, not even an `outcome` object per answer.
+`ask` is on every command's path, so its wake-up must cost as little as the
+async library allows. A `Reply` parks the asking task through the runtime's
+seam (`_backend.LOW`: on trio, `wait_task_rescheduled`) and the answering
+task wakes it directly: no channel, no `Event`, no parking lot, no cancel
+scope, not even an `outcome` object per answer.
 
 Invariants:
 - an outcome is set at most once; later `set_*` calls are ignored, so a late
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import trio
+import anyio
+
+from hostsmith.runtime import _backend
 
 
 class Reply:
@@ -29,10 +32,10 @@ class Reply:
         self.done = False
         self._value: Any = None
         self._error: BaseException | None = None
-        self._waiter: trio.lowlevel.Task | None = None
+        self._waiter: object | None = None  # the parked asker's handle
         self.abandoned = False
         self.started = False
-        self.scope: trio.CancelScope | None = None
+        self.scope: anyio.CancelScope | None = None
         self.expiry: tuple[str, float] | None = None
 
     def set_value(self, value: object) -> None:
@@ -56,7 +59,7 @@ class Reply:
         self.done = True
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
-            trio.lowlevel.reschedule(waiter)
+            _backend.LOW.wake(waiter)
 
     def abandon(self) -> None:
         """The asker gives up: stop the callee's work on this message too."""
@@ -73,29 +76,28 @@ class Reply:
 
     async def wait(self) -> Any:
         """Wait for the outcome and return or raise it. Cancelling the wait abandons the reply."""
+        low = _backend.LOW
         if not self.done:
-            self._waiter = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            self._waiter = handle = low.park()
+            await low.wait(handle, self._abort)
         else:
-            await trio.lowlevel.checkpoint()
+            await low.checkpoint()
         return self._result()
 
-    def _abort(self, _: object) -> trio.lowlevel.Abort:
+    def _abort(self, _: object) -> object:
         self._waiter = None
         self.abandon()
-        return trio.lowlevel.Abort.SUCCEEDED
+        return _backend.ABORTED
 
     async def wait_uncancellable(self) -> Any:
         """Wait for the outcome even if this task is cancelled meanwhile.
 
-        The cancellation is not lost: trio delivers it at the task's next
-        checkpoint. This is a shielded wait without the cost of a scope.
+        The cancellation is not lost: it is delivered once the wait is over
+        (see `_backend`). On trio this is a shielded wait without the cost of
+        a scope.
         """
         if not self.done:
-            self._waiter = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_refuse)
+            low = _backend.LOW
+            self._waiter = handle = low.park_uncancellable()
+            await low.wait_uncancellable(handle)
         return self._result()
-
-
-def _refuse(_: object) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.FAILED

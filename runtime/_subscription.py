@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-import trio
+import anyio
+from anyio.abc import TaskStatus
 
 from hostsmith.runtime._journal import Journal
 from hostsmith.runtime._store import StoredEvent
@@ -43,9 +44,9 @@ class Subscription:
         # rebuilds an in-memory view starts from the beginning every time.
         self.durable = durable
         self.position = 0
-        self.caught_up = trio.Event()
+        self.caught_up = anyio.Event()
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         store = self.journal.store
         self.position = await store.load_checkpoint(self.name) if self.durable else 0
         task_status.started()
@@ -59,5 +60,5 @@ class Subscription:
                     await store.save_checkpoint(self.name, self.position)
                 continue
             self.caught_up.set()
-            with trio.move_on_after(self.poll_interval):
+            with anyio.move_on_after(self.poll_interval):
                 await committed.wait()

@@ -1,6 +1,6 @@
 """Supervisors: a nursery that restarts its children, and knows when to give up.
 
-A supervisor owns one trio nursery. Each child runs in a cancel scope of its
+A supervisor owns one task group. Each child runs in a cancel scope of its
 own inside it (unless it opts out, see `ChildSpec.own_scope`), wrapped so
 that a child's exception is caught and judged here rather than tearing the
 nursery down. What happens next follows Erlang/OTP,
@@ -36,8 +36,11 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import trio
+import anyio
+from anyio.abc import TaskStatus
 
+from hostsmith.runtime import _backend
+from hostsmith.runtime._backend import TaskGroupLike
 from hostsmith.runtime._errors import SupervisorEscalated
 
 log = logging.getLogger("hostsmith.runtime.supervisor")
@@ -99,9 +102,9 @@ class _Child:
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
-        self.scope = trio.CancelScope() if spec.own_scope else None
+        self.scope = anyio.CancelScope() if spec.own_scope else None
         self.finished = False
-        self._done: trio.Event | None = None  # made only when someone waits
+        self._done: anyio.Event | None = None  # made only when someone waits
         # Set when the supervisor itself stops the child: its exit is then
         # expected and must not count as a failure or trigger a restart.
         self.stopping = False
@@ -114,7 +117,7 @@ class _Child:
     async def wait_finished(self) -> None:
         if not self.finished:
             if self._done is None:
-                self._done = trio.Event()
+                self._done = anyio.Event()
             await self._done.wait()
 
 
@@ -122,7 +125,7 @@ class Supervisor:
     def __init__(
         self,
         name: str,
-        nursery: trio.Nursery,
+        nursery: TaskGroupLike,
         policy: RestartPolicy,
         rng: random.Random,
     ) -> None:
@@ -134,7 +137,7 @@ class Supervisor:
         # Insertion order is start order; a restarted child keeps its place.
         self._children: dict[str, _Child] = {}
         self._recent_restarts: deque[float] = deque()
-        self._restart_lock = trio.Lock()
+        self._restart_lock = anyio.Lock()
         self._closing = False
 
     @property
@@ -183,7 +186,7 @@ class Supervisor:
         child.stopping = True
         if child.spec.stop is not None:
             child.spec.stop()
-            with trio.move_on_after(self.policy.grace):
+            with anyio.move_on_after(self.policy.grace):
                 await child.wait_finished()
         if child.scope is not None:
             child.scope.cancel()
@@ -198,7 +201,7 @@ class Supervisor:
         await child.wait_finished()
 
     async def _run(
-        self, child: _Child, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+        self, child: _Child, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         failure: Exception | None = None
         status = _StartedOnce(task_status)
@@ -224,7 +227,7 @@ class Supervisor:
         await self._restart(child, failure)
 
     async def _restart(self, failed: _Child, failure: Exception | None) -> None:
-        now = trio.current_time()
+        now = _backend.LOW.now()
         window = self._recent_restarts
         while window and window[0] <= now - self.policy.within:
             window.popleft()
@@ -244,7 +247,7 @@ class Supervisor:
         log.warning("%s: restarting %s after %r", self.name, failed.spec.name, failure)
         delay = self.policy.backoff(len(window), self._rng)
         if self.policy.strategy is Strategy.ONE_FOR_ONE:
-            await trio.sleep(delay)
+            await anyio.sleep(delay)
             await self._relaunch([failed])
             return
         # Stopping and restarting a group must not interleave with another
@@ -254,7 +257,7 @@ class Supervisor:
             for sibling in reversed(group):
                 if sibling is not failed:
                     await self._stop(sibling)
-            await trio.sleep(delay)
+            await anyio.sleep(delay)
             await self._relaunch(group)
 
     async def _relaunch(self, group: list[_Child]) -> None:
@@ -281,7 +284,7 @@ class _StartedOnce:
 
     __slots__ = ("_inner", "_started")
 
-    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+    def __init__(self, inner: TaskStatus[Any]) -> None:
         self._inner = inner
         self._started = False
 
@@ -304,7 +307,7 @@ async def open_supervisor(
     `SupervisorEscalated` is raised from the nursery's exception group.
     """
     try:
-        async with trio.open_nursery() as nursery:
+        async with _backend.LOW.open_task_group() as nursery:
             supervisor = Supervisor(
                 name, nursery, policy or RestartPolicy(), rng or random.Random()
             )

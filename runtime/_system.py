@@ -22,8 +22,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-import trio
+from anyio.abc import TaskStatus
 
+from hostsmith.runtime import _backend
 from hostsmith.runtime._actor import (
     DEFAULT_ASK_TIMEOUT,
     DEFAULT_MAILBOX_CAPACITY,
@@ -79,7 +80,7 @@ class AggregateRef(Generic[S, C]):
         Pass the same `command_id` when retrying after a timeout: the command
         is then applied at most once.
         """
-        now = trio.current_time()
+        now = _backend.LOW.now()
         self._touch(now)
         actor = self._ref.mailbox.actor
         if isinstance(actor, AggregateActor) and actor.idle:
@@ -105,10 +106,10 @@ class AggregateRef(Generic[S, C]):
 
     async def state(self, *, timeout: float = DEFAULT_ASK_TIMEOUT) -> S:
         """The aggregate's current state, as its actor sees it."""
-        self._touch(trio.current_time())
+        self._touch(_backend.LOW.now())
         actor = self._ref.mailbox.actor
         if isinstance(actor, AggregateActor) and actor.idle:
-            await trio.lowlevel.checkpoint()
+            await _backend.LOW.checkpoint()
             current: S = actor.state
             return current
         state: S = await self._ref.ask(Inspect(_identity), timeout=timeout)
@@ -162,7 +163,7 @@ class Runtime:
         """Start a plain actor under the root supervisor; a restart keeps its mailbox."""
         mailbox = Mailbox(mailbox_capacity)
 
-        async def run(task_status: trio.TaskStatus[Any]) -> None:
+        async def run(task_status: TaskStatus[Any]) -> None:
             task_status.started()
             await run_actor(make_actor(), mailbox, name)
 
@@ -208,7 +209,34 @@ async def open_runtime(
     wall_clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Run the engine over `store` for the duration of the block."""
+    """Run the engine over `store` for the duration of the block, on trio or asyncio
+    (whichever runs it: the hot path's seam is chosen here, see `_backend`)."""
+    with _backend.running_on_this_library():
+        async with _open_runtime(
+            store,
+            kinds=kinds,
+            max_resident=max_resident,
+            idle_timeout=idle_timeout,
+            mailbox_capacity=mailbox_capacity,
+            max_batch=max_batch,
+            wall_clock=wall_clock,
+            rng=rng,
+        ) as runtime:
+            yield runtime
+
+
+@asynccontextmanager
+async def _open_runtime(
+    store: EventStore,
+    *,
+    kinds: Iterable[AggregateKind[Any, Any, Any]],
+    max_resident: int,
+    idle_timeout: float,
+    mailbox_capacity: int,
+    max_batch: int,
+    wall_clock: Callable[[], float],
+    rng: random.Random | None,
+) -> AsyncIterator[Runtime]:
     journal = Journal(store, max_batch=max_batch)
     deadlines = Deadlines()
     rng = rng or random.Random()

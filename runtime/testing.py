@@ -10,7 +10,7 @@
 
 Time in tests is trio's virtual clock (`autojump_clock` from pytest-trio, or
 `trio.testing.MockClock`), so timeouts and idle passivation are exact and
-instant.
+instant. The kit itself is anyio, so it also serves tests run on asyncio.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-import trio.testing
+import anyio
 
 from hostsmith.runtime._errors import ConflictError
 from hostsmith.runtime._events import EventRegistry
@@ -144,7 +143,7 @@ class FaultyStore(_Forwarding):
             if self._roll("stall"):
                 delay += self.chaos[1].stall_for
         if delay:
-            await trio.sleep(delay)
+            await anyio.sleep(delay)
         if self.failing is not None:
             raise self.failing
         if self._failures or self._roll("failure"):
@@ -201,4 +200,4 @@ class EventCapture(_Forwarding):
 
 async def settle() -> None:
     """Let every task run until all are blocked (virtual time does not move)."""
-    await trio.testing.wait_all_tasks_blocked()
+    await anyio.wait_all_tasks_blocked()

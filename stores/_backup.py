@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+import anyio
 import msgspec
-import trio
 
 from hostsmith.runtime import StoreOpenError
 from hostsmith.stores._migrate import (
@@ -66,16 +66,16 @@ async def back_up(
     url: str, folder: pathlib.Path, *, also: Sequence[pathlib.Path] = ()
 ) -> BackupManifest:
     """Copy the store at `url` into `folder` (new, or empty), consistently, then check it."""
-    await trio.to_thread.run_sync(_new_folder, folder)
+    await anyio.to_thread.run_sync(_new_folder, folder)
     copy = folder / EVENTS_FILE
     source_url = urlsplit(url)
     async with open_store(url) as source:
         if source_url.scheme == "sqlite":
-            await trio.to_thread.run_sync(copy_sqlite_file, sqlite_path(source_url), copy)
+            await anyio.to_thread.run_sync(copy_sqlite_file, sqlite_path(source_url), copy)
         else:
             async with open_store(f"sqlite://{copy}") as target:
                 await migrate(source, target)
-        await trio.to_thread.run_sync(check_integrity, copy)
+        await anyio.to_thread.run_sync(check_integrity, copy)
         async with open_store(f"sqlite://{copy}") as backup:
             events, last_position = await extent(backup)
             try:
@@ -83,7 +83,7 @@ async def back_up(
             except MigrationError as differs:
                 raise BackupError(f"the copy in {copy} does not match {url}: {differs}") from None
     for other in also:
-        await trio.to_thread.run_sync(copy_sqlite_file, other, folder / other.name)
+        await anyio.to_thread.run_sync(copy_sqlite_file, other, folder / other.name)
     manifest = BackupManifest(
         created_at=time.time(),
         source=url,
@@ -92,7 +92,7 @@ async def back_up(
         files=[other.name for other in also],
     )
     encoded = msgspec.json.format(msgspec.json.encode(manifest)) + b"\n"
-    await trio.to_thread.run_sync((folder / MANIFEST_FILE).write_bytes, encoded)
+    await anyio.to_thread.run_sync((folder / MANIFEST_FILE).write_bytes, encoded)
     return manifest
 
 
@@ -112,9 +112,9 @@ async def restore(
 
     Returns the migration's report, and the names of the other files put into
     `files_into`."""
-    manifest = await trio.to_thread.run_sync(read_manifest, folder)
+    manifest = await anyio.to_thread.run_sync(read_manifest, folder)
     copy = folder / EVENTS_FILE
-    await trio.to_thread.run_sync(check_integrity, copy)
+    await anyio.to_thread.run_sync(check_integrity, copy)
     async with open_store(f"sqlite://{copy}") as backup, open_store(url) as target:
         events, last_position = await extent(backup)
         if (events, last_position) != (manifest.events, manifest.last_position):
@@ -138,8 +138,8 @@ async def restore(
     for name in manifest.files if files_into is not None else []:
         assert files_into is not None
         placed = files_into / name
-        if not await trio.to_thread.run_sync(placed.exists):
-            await trio.to_thread.run_sync(copy_sqlite_file, folder / name, placed)
+        if not await anyio.to_thread.run_sync(placed.exists):
+            await anyio.to_thread.run_sync(copy_sqlite_file, folder / name, placed)
             restored.append(name)
     return report, restored
 

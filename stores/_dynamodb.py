@@ -45,7 +45,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import SplitResult
 
-import trio
+import anyio
 
 from hostsmith.runtime import (
     AppendOutcome,
@@ -162,7 +162,7 @@ class DynamoStore:
         # Within one process, commits take turns: racing our own transactions
         # against each other only burns retries (the journal already sends one
         # batch at a time; this covers direct callers).
-        self._commit_lock = trio.Lock()
+        self._commit_lock = anyio.Lock()
 
     # -- appends -------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class DynamoStore:
     ) -> None:
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt:
-                await trio.sleep(_backoff(attempt))
+                await anyio.sleep(_backoff(attempt))
             pending = [i for i in chunk if outcomes[i] is None]
             last, heads, known = await self._look(requests, pending)
             decided, written = plan_appends(
@@ -393,8 +393,8 @@ class DynamoStore:
             {"pk": _s(f"head#{stream}"), "sk": _n(0), "version": _n(version)}
             for stream, version in heads.items()
         ]
-        lanes = trio.CapacityLimiter(_LOAD_LANES)
-        async with trio.open_nursery() as nursery:
+        lanes = anyio.CapacityLimiter(_LOAD_LANES)
+        async with anyio.create_task_group() as nursery:
             for start in range(0, len(items), _BATCH_WRITE_ITEMS):
                 chunk = items[start : start + _BATCH_WRITE_ITEMS]
                 nursery.start_soon(self._batch_write, chunk, lanes)
@@ -459,7 +459,7 @@ class DynamoStore:
                         "it again with `hostsmith stores init`, and migrate into it"
                     )
 
-    async def _batch_write(self, items: list[dict[str, Any]], lanes: trio.CapacityLimiter) -> None:
+    async def _batch_write(self, items: list[dict[str, Any]], lanes: anyio.CapacityLimiter) -> None:
         wanted = {self.table: [{"PutRequest": {"Item": item}} for item in items]}
         delay = 0.05
         while wanted:
@@ -467,7 +467,7 @@ class DynamoStore:
                 response = await self.client.batch_write_item(RequestItems=wanted)
             wanted = response.get("UnprocessedItems") or {}
             if wanted:  # throttled: DynamoDB asks to back off and send the rest
-                await trio.sleep(delay)
+                await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     # -- snapshots and checkpoints ---------------------------------------------
@@ -526,7 +526,7 @@ class DynamoStore:
         return (await self.checkpoints()).get(name, 0)
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
 
 
 def _options(url: SplitResult) -> tuple[str, dict[str, str]]:

@@ -36,8 +36,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
+import anyio
 import msgspec
-import trio
 
 from hostsmith.runtime import (
     AppendOutcome,
@@ -102,7 +102,7 @@ class JsonStore:
         self._index = MemoryStore()
         self._snapshots: dict[str, Snapshot] = {}
         self._checkpoints: dict[str, int] = {}
-        self._limiter = trio.CapacityLimiter(1)
+        self._limiter = anyio.CapacityLimiter(1)
 
     def file_for(self, stream: str) -> pathlib.Path:
         if self.layout == "single":
@@ -111,7 +111,7 @@ class JsonStore:
         return self.directory / f"{kind}.jsonl"
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
 
     # -- appends -------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class JsonStore:
         self._snapshots[snapshot.stream] = snapshot
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self._snapshots.get(stream)
 
     async def save_checkpoint(self, name: str, position: int) -> None:
@@ -173,15 +173,15 @@ class JsonStore:
         await self._call(_replace_durably, self.directory / "checkpoints.json", data)
 
     async def checkpoints(self) -> dict[str, int]:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return dict(self._checkpoints)
 
     async def load_checkpoint(self, name: str) -> int:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self._checkpoints.get(name, 0)
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
 
     # -- opening ---------------------------------------------------------------
 
@@ -344,7 +344,7 @@ async def open_json_store(url: SplitResult) -> AsyncIterator[JsonStore]:
     layout = options.get("layout", "single")
     if layout not in {"single", "split"}:
         raise StoreOpenError(f"layout={layout!r} in the JSON store URL is not one of single, split")
-    store = await trio.to_thread.run_sync(_open_directory, raw, layout)
+    store = await anyio.to_thread.run_sync(_open_directory, raw, layout)
     try:
         yield store
     finally:

@@ -7,7 +7,7 @@ they share a DynamoDB table.
 Why it is built this way:
 - psycopg's blocking connection on the store's own worker thread
   (`_worker.WorkerThread`), exactly as the SQLite store runs sqlite3: calls
-  are serialized, the connection is used by one thread, and trio never
+  are serialized, the connection is used by one thread, and the loop never
   blocks. (psycopg's async connection runs on asyncio only.)
 - One `append_batch` is one transaction, so every append the journal
   gathered shares one commit (one WAL flush on the server).
@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
-import trio
+import anyio
 
 from hostsmith.runtime import (
     Appended,
@@ -299,7 +299,7 @@ def connect(url: SplitResult) -> tuple[Any, bool]:
 
 async def init_postgres_store(url: SplitResult) -> bool:
     """Make the store's tables; False if they were there (safe to run again)."""
-    db, made = await trio.to_thread.run_sync(connect, url)
+    db, made = await anyio.to_thread.run_sync(connect, url)
     db.close()
     return made
 
@@ -317,5 +317,5 @@ async def open_postgres_store(url: SplitResult) -> AsyncIterator[PostgresStore]:
     try:
         yield store
     finally:
-        with trio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
             await store.aclose()

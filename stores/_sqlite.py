@@ -1,7 +1,7 @@
 """The SQLite event store: stdlib sqlite3 on one worker thread, WAL, group commit.
 
 Why it is built this way:
-- sqlite3 blocks, and trio must never block. Every call runs on the store's
+- sqlite3 blocks, and the event loop must never block. Every call runs on the store's
   own worker thread (`_worker.WorkerThread`), in order, so the connection
   is used by one thread and calls are serialized. (aiosqlite cannot run
   under trio: it awaits asyncio futures. This is the same thread-plus-queue
@@ -10,7 +10,7 @@ Why it is built this way:
   the journal gathered share one fsync. WAL mode lets readers carry on while
   it commits. `synchronous=FULL` (the default) makes a commit survive power
   loss; `?synchronous=normal` trades that for speed and still survives a
-  killed process. `?worker=inline` runs the queries on the trio thread
+  killed process. `?worker=inline` runs the queries on the event loop's thread
   instead, for runs on virtual time (see `_worker.InlineWorker`).
 - The unique key `(stream, version)` is the concurrency guard, and
   `event_id` is unique. The table itself is keyed by position (the rowid),
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
-import trio
+import anyio
 
 from hostsmith.runtime import (
     Appended,
@@ -358,7 +358,7 @@ def _insert(db: sqlite3.Connection, rows: list[Row]) -> None:
     """Insert `rows` with one statement per 500 rows.
 
     sqlite3 releases the GIL around every statement step and must take it
-    back afterwards. `executemany` steps once per row, and while the trio
+    back afterwards. `executemany` steps once per row, and while the loop's
     thread is busy each of those take-backs waits for the GIL switch
     interval: measured, a 1,000-row batch went from 6 ms to seconds. One
     step per 500 rows takes the GIL back twice.
@@ -494,7 +494,7 @@ async def open_sqlite_store(url: SplitResult) -> AsyncIterator[SQLiteStore]:
     if kind not in ("thread", "inline"):
         raise StoreOpenError(
             f"worker={kind!r} in SQLite store URL {url.geturl()!r} is not one of: thread, "
-            "inline (inline runs queries on the trio thread, for runs on virtual time)"
+            "inline (inline runs queries on the event loop's thread, for runs on virtual time)"
         )
     name = f"hostsmith-sqlite {path.name}"
     worker = InlineWorker(name) if kind == "inline" else WorkerThread(name)
@@ -509,5 +509,5 @@ async def open_sqlite_store(url: SplitResult) -> AsyncIterator[SQLiteStore]:
     try:
         yield store
     finally:
-        with trio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
             await store.aclose()

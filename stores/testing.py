@@ -22,8 +22,10 @@ class TestMyStore(StoreContract):
         return lambda: open_store(f"mystore://{tmp_path}")
 ```
 
-The tests are coroutines: run them with pytest-trio in trio mode
-(`trio_mode = true`). Each test states one rule of the `EventStore`
+The tests are coroutines and use anyio only: run them with pytest-trio in
+trio mode (`trio_mode = true`), or mark the class `@pytest.mark.anyio` and
+let anyio's plugin run them on trio and asyncio alike (`anyio_backend`),
+as hostsmith does. Each test states one rule of the `EventStore`
 protocol (`hostsmith.runtime`), so a failure names the rule broken.
 This module needs pytest, which hostsmith itself does not depend on; it is
 imported only by test suites.
@@ -34,8 +36,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import anyio
 import pytest
-import trio
 
 from hostsmith.runtime import (
     Appended,
@@ -200,9 +202,9 @@ class StoreContract:
             for n in range(20):
                 await append(store, name, n, [event(f"{name}-{n}")])
 
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as writers:
             for name in "abcd":
-                nursery.start_soon(writer, name)
+                writers.start_soon(writer, name)
 
         positions = [e.position for e in await store.read_all(limit=1000)]
         assert positions == list(range(1, 81))

@@ -11,6 +11,7 @@ throwaway cluster), each test on a database of its own.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pathlib
 import uuid
@@ -128,6 +129,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run every test at smaller sizes (fewer seeds, examples, events and kills): "
         "the developer's loop. CI runs the full sizes.",
     )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every async test on trio (as pytest-trio's trio mode does), except those
+    marked `anyio`: anyio's plugin runs those, on trio and on asyncio."""
+    for item in items:
+        function = getattr(item, "obj", None)
+        inner = getattr(getattr(function, "hypothesis", None), "inner_test", function)
+        if (
+            inspect.iscoroutinefunction(inner)
+            and item.get_closest_marker("anyio") is None
+            and item.get_closest_marker("trio") is None
+        ):
+            item.add_marker(pytest.mark.trio)
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The backends a test marked `anyio` runs on: both, always."""
+    return str(request.param)
 
 
 def pytest_configure(config: pytest.Config) -> None:

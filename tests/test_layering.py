@@ -44,6 +44,8 @@ def test_the_runtime_public_surface_is_pinned() -> None:
             "DEFAULT_ASK_TIMEOUT",
             "Actor",
             "ActorCrashed",
+            "Parking",
+            "current_parking",
             "ActorRef",
             "ActorStopped",
             "AggregateActor",

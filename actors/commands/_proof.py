@@ -17,6 +17,7 @@ import sys
 import tempfile
 from typing import Annotated
 
+import anyio
 import msgspec
 import trio
 import typer
@@ -49,6 +50,7 @@ from hostsmith.actors.proof.loadtest import (
     Recorder,
     ReportError,
     check_report_path,
+    compare_loops,
     run_activation,
     run_appends,
     run_bulk,
@@ -64,6 +66,12 @@ from hostsmith.actors.proof.loadtest import (
 from hostsmith.actors.server import tune_process
 from hostsmith.actors.service import Config
 from hostsmith.runtime import RuntimeFault
+
+
+class Loop(enum.StrEnum):
+    trio = "trio"
+    asyncio = "asyncio"
+    both = "both"
 
 
 class Workload(enum.StrEnum):
@@ -97,6 +105,13 @@ def loadtest(
     store: Annotated[
         str, typer.Option(help="Event store URL, e.g. sqlite:///tmp/bench.db or memory://.")
     ] = "memory://",
+    loop: Annotated[
+        Loop,
+        typer.Option(
+            help="counter: the async library to run the engine on; both runs it on trio, "
+            "then on asyncio, and reports asyncio_over_trio."
+        ),
+    ] = Loop.trio,
     aggregates: Annotated[
         int, typer.Option(help="How many aggregates the load spreads over.")
     ] = 1000,
@@ -223,7 +238,11 @@ def loadtest(
                 commands=positive("commands", commands),
                 concurrency=positive("concurrency", concurrency),
             )
-            result = trio.run(run_counter, load)
+            result = (
+                compare_loops(load)
+                if loop is Loop.both
+                else anyio.run(run_counter, load, backend=loop.value)
+            )
     except (HostsmithError, RuntimeFault, ValueError, OSError) as fault:
         fail(str(fault))
     show(result, as_json)

@@ -1,4 +1,5 @@
-"""The journal contract, shipped as `hostsmith.stores.testing`, run against each of our backends."""
+"""The journal contract, shipped as `hostsmith.stores.testing`, run against each of our backends,
+on trio and on asyncio (anyio's plugin; `anyio_backend` in conftest names both)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hostsmith.stores.testing import StoreContract
 from tests.conftest import BACKENDS, needs_server, prepare, url_for
 
 
+@pytest.mark.anyio
 class TestEveryBackend(StoreContract):
     """`store` comes from conftest, parametrized over every backend."""
 

@@ -22,6 +22,8 @@ from hostsmith.actors.proof.loadtest._burst import (
 )
 from hostsmith.actors.proof.loadtest._counter import (
     CounterLoad as CounterLoad,
+    LoopComparison as LoopComparison,
+    compare_loops as compare_loops,
     resident_set_bytes as resident_set_bytes,
     run_counter as run_counter,
     run_resident_memory as run_resident_memory,
@@ -86,6 +88,7 @@ __all__ = [
     "HostFactoryCall",
     "HostFactoryReport",
     "Increment",
+    "LoopComparison",
     "Offer",
     "PeerReport",
     "Recorder",
@@ -93,6 +96,7 @@ __all__ = [
     "calls_into",
     "check_capacity",
     "check_report_path",
+    "compare_loops",
     "free_port",
     "host_factory_client",
     "one_cycle",

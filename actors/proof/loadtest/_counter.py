@@ -5,11 +5,19 @@ i mod A. Each client waits for its command to be durable before sending the
 next, so the figure is end-to-end: ask, decide, group commit, evolve, reply.
 
 The same run also measures a *baseline*: the same number of round trips by
-the same number of clients through bare trio (a bounded memory channel into
-an echo task per aggregate, and a `trio.Event` for the answer), with no
-runtime and no persistence. It runs once before the engine and once after,
-and the two are averaged. `ratio_to_baseline` is the share of that speed
-the engine keeps while making every command durable.
+the same number of clients through the bare async library (on trio, a
+bounded memory channel into an echo task per aggregate and a `trio.Event`
+for the answer; on asyncio, an `asyncio.Queue` and an `asyncio.Event`),
+with no runtime and no persistence. It runs once before the engine and
+once after, and the two are averaged. `ratio_to_baseline` is the share of
+that speed the engine keeps while making every command durable.
+
+The workload runs on trio or on asyncio (`loop`): the engine is the same
+code on both (anyio, and one seam for the hot path), and `compare_loops`
+runs it on each in turn, each in a fresh process and, for a SQLite or JSON
+store, on a fresh file of its own (`events.db` becomes `events.trio.db`
+and `events.asyncio.db`): a second run on the store the first one filled
+came out at half the speed, whichever library it was.
 
 `resident_memory` is a separate measurement: activate A aggregates, give each
 one command, and divide the growth of the process's resident set by A.
@@ -17,25 +25,31 @@ one command, and divide the growth of the process's resident set by A.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gc
 import math
 import os
 import resource
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
 import msgspec
 import trio
 
 from hostsmith.actors.proof.loadtest._counter_aggregate import COUNTER, Increment
-from hostsmith.runtime import open_runtime
+from hostsmith.runtime import current_parking, open_runtime
 from hostsmith.stores import open_store
 
 
 class CounterReport(msgspec.Struct, kw_only=True):
     workload: str = "counter"
+    loop: str = "trio"
     store: str
     aggregates: int
     commands: int
@@ -60,12 +74,55 @@ class MemoryReport(msgspec.Struct, kw_only=True):
     python_bytes_per_aggregate: float
 
 
+class LoopComparison(msgspec.Struct, kw_only=True):
+    workload: str = "counter"
+    trio: CounterReport
+    asyncio: CounterReport
+    asyncio_over_trio: float
+
+
 @dataclass(frozen=True, slots=True)
 class CounterLoad:
     store: str
     aggregates: int
     commands: int
     concurrency: int
+
+
+def compare_loops(load: CounterLoad) -> LoopComparison:
+    """The counter on trio, then on asyncio, each in a fresh process."""
+    on_trio, on_asyncio = (
+        _in_a_process(dataclasses.replace(load, store=_store_of(load.store, loop)), loop)
+        for loop in ("trio", "asyncio")
+    )
+    return LoopComparison(
+        trio=on_trio,
+        asyncio=on_asyncio,
+        asyncio_over_trio=round(on_asyncio.commands_per_s / on_trio.commands_per_s, 3),
+    )
+
+
+def _store_of(url: str, loop: str) -> str:
+    """A file store of the loop's own beside the one named; any other store as it is."""
+    if not url.startswith(("sqlite://", "json://")):
+        return url
+    head, query = url.split("?", 1) if "?" in url else (url, "")
+    stem, dot, extension = head.rpartition(".")
+    named = f"{stem}.{loop}.{extension}" if dot and "/" not in extension else f"{head}.{loop}"
+    return f"{named}?{query}" if query else named
+
+
+def _in_a_process(load: CounterLoad, loop: str) -> CounterReport:
+    command = [
+        *(sys.executable, "-m", "hostsmith.actors.cli", "loadtest", "--workload", "counter"),
+        *("--loop", loop, "--store", load.store, "--json"),
+        *("--aggregates", str(load.aggregates), "--commands", str(load.commands)),
+        *("--concurrency", str(load.concurrency)),
+    ]
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode:
+        raise ValueError(f"the counter on {loop} failed: {done.stderr.decode()[-500:]}")
+    return msgspec.json.decode(done.stdout.strip().splitlines()[-1], type=CounterReport)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -90,10 +147,43 @@ async def _closed_loop(
             record(clock() - started)
 
     started = clock()
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for k in range(min(load.concurrency, load.commands)):
-            nursery.start_soon(client, k)
+            tasks.start_soon(client, k)
     return clock() - started, latencies
+
+
+async def bare_baseline(load: CounterLoad) -> float:
+    """Round trips per second through the bare async library running this task."""
+    if current_parking().name == "asyncio":
+        return await bare_asyncio_baseline(load)
+    return await bare_trio_baseline(load)
+
+
+async def bare_asyncio_baseline(load: CounterLoad) -> float:
+    """Round trips per second through bare asyncio, with the same shape of load."""
+    inboxes: list[asyncio.Queue[tuple[int, asyncio.Event, list[int]]]] = []
+
+    async def echo(outbox: asyncio.Queue[tuple[int, asyncio.Event, list[int]]]) -> None:
+        while True:
+            value, done, box = await outbox.get()
+            box.append(value)
+            done.set()
+
+    async def ask(i: int) -> int:
+        done, box = asyncio.Event(), list[int]()
+        await inboxes[i % load.aggregates].put((i, done, box))
+        await done.wait()
+        return box[0]
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(load.aggregates):
+            inbox = asyncio.Queue[tuple[int, asyncio.Event, list[int]]](64)
+            inboxes.append(inbox)
+            tasks.start_soon(echo, inbox)
+        elapsed, _ = await _closed_loop(load, ask)
+        tasks.cancel_scope.cancel()
+    return load.commands / elapsed
 
 
 async def bare_trio_baseline(load: CounterLoad) -> float:
@@ -125,7 +215,7 @@ async def run_counter(load: CounterLoad) -> CounterReport:
     # The baseline is measured before and after the engine and averaged: on
     # a shared machine the CPU's speed drifts within seconds, and a single
     # measurement on one side made the ratio swing by a tenth.
-    baseline_before = await bare_trio_baseline(load)
+    baseline_before = await bare_baseline(load)
     async with (
         open_store(load.store) as store,
         open_runtime(
@@ -133,9 +223,9 @@ async def run_counter(load: CounterLoad) -> CounterReport:
         ) as runtime,
     ):
         refs = [runtime.get(COUNTER, str(n)) for n in range(load.aggregates)]
-        async with trio.open_nursery() as nursery:  # activate (replay) before timing
+        async with anyio.create_task_group() as tasks:  # activate (replay) before timing
             for ref in refs:
-                nursery.start_soon(ref.state)
+                tasks.start_soon(ref.state)
         stats = runtime.journal.stats
         transactions_before, appends_before = stats.transactions, stats.appends
         command = Increment()
@@ -144,10 +234,11 @@ async def run_counter(load: CounterLoad) -> CounterReport:
         )
         transactions = stats.transactions - transactions_before
         appends = stats.appends - appends_before
-    baseline = (baseline_before + await bare_trio_baseline(load)) / 2
+    baseline = (baseline_before + await bare_baseline(load)) / 2
     latencies.sort()
     rate = load.commands / elapsed
     return CounterReport(
+        loop=current_parking().name,
         store=load.store,
         aggregates=load.aggregates,
         commands=load.commands,

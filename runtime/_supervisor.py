@@ -307,13 +307,15 @@ async def open_supervisor(
     `SupervisorEscalated` is raised from the nursery's exception group.
     """
     try:
-        async with _backend.LOW.open_task_group() as nursery:
-            supervisor = Supervisor(
-                name, nursery, policy or RestartPolicy(), rng or random.Random()
-            )
-            yield supervisor
-            await supervisor.shutdown()
-            nursery.cancel_scope.cancel()
+        # On whichever library runs it, inside a runtime or on its own.
+        with _backend.running_on_this_library() as low:
+            async with low.open_task_group() as nursery:
+                supervisor = Supervisor(
+                    name, nursery, policy or RestartPolicy(), rng or random.Random()
+                )
+                yield supervisor
+                await supervisor.shutdown()
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         escalations = group.subgroup(SupervisorEscalated)
         if escalations is not None:

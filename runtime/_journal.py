@@ -40,10 +40,10 @@ from collections.abc import Callable, Sequence
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hostsmith.runtime import _backend
 from hostsmith.runtime._errors import ConflictError, PersistFailed
+from hostsmith.runtime._mailbox import BoundedMailbox
 from hostsmith.runtime._reply import Reply
 from hostsmith.runtime._store import (
     Appended,
@@ -89,9 +89,9 @@ class Journal:
         self.store = store
         self.max_batch = max_batch
         self.stats = JournalStats()
-        self._inbox: MemoryObjectSendStream[_Queued]
-        self._outbox: MemoryObjectReceiveStream[_Queued]
-        self._inbox, self._outbox = anyio.create_memory_object_stream[_Queued](queue_size)
+        # The runtime's own mailbox (one reader: the pipeline): anyio's memory stream
+        # took 3.7 us a send, the largest single cost of a command in the profile.
+        self._queue: BoundedMailbox[_Queued] = BoundedMailbox(queue_size)
         self._committed = anyio.Event()
         self.last_position = 0
         self.write_failure: WriteFailure | None = None
@@ -128,9 +128,9 @@ class Journal:
         item = (AppendRequest(stream, expected_version, tuple(events)), on_outcome)
         try:
             try:
-                self._inbox.send_nowait(item)
+                self._queue.send_nowait(item)
             except anyio.WouldBlock:
-                await self._inbox.send(item)
+                await self._queue.send(item)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as closed:
             raise PersistFailed(stream, RuntimeError("the journal is closed")) from closed
 
@@ -142,8 +142,7 @@ class Journal:
                 await self._pipeline(tasks)
         finally:
             self._refuse_queued()
-            self._inbox.close()
-            self._outbox.close()
+            self._queue.close()
 
     async def _pipeline(self, tasks: TaskGroup) -> None:
         # `written` is a batch whose outcome is known but whose callers have
@@ -159,7 +158,7 @@ class Journal:
                     written = None
                     continue
                 try:
-                    batch = [await self._outbox.receive(), *self._take_queued(1)]
+                    batch = [await self._queue.receive(), *self._take_queued(1)]
                 except anyio.EndOfStream:
                     return
             outcomes = Reply()
@@ -172,21 +171,13 @@ class Journal:
             written = batch, await outcomes.wait_uncancellable()
 
     def _take_queued(self, already: int = 0) -> list[_Queued]:
-        batch: list[_Queued] = []
-        room = self.max_batch - already
-        receive = self._outbox.receive_nowait
-        while len(batch) < room:
-            try:
-                batch.append(receive())
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
-        return batch
+        return self._queue.receive_many(self.max_batch - already)
 
     def _refuse_queued(self) -> None:
         """After a cancellation, fail what was queued but never handed to the store."""
         while True:
             try:
-                request, on_outcome = self._outbox.receive_nowait()
+                request, on_outcome = self._queue.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
             on_outcome(PersistFailed(request.stream, RuntimeError("the journal was stopped")))
@@ -228,11 +219,11 @@ class Journal:
 
     def close(self) -> None:
         """Accept no more appends; `run` finishes what is queued, then returns."""
-        self._inbox.close()
+        self._queue.close()
 
     @property
     def queue_depth(self) -> int:
-        return self._outbox.statistics().current_buffer_used
+        return len(self._queue)
 
     def next_commit(self) -> anyio.Event:
         """An event set when the next batch commits. Take it *before* reading,

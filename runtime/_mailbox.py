@@ -111,6 +111,16 @@ class BoundedMailbox(Generic[T]):
         """Up to `limit` queued items, oldest first, left in the mailbox."""
         return self._items[:limit]
 
+    def receive_many(self, limit: int) -> list[T]:
+        """Up to `limit` queued items at once, oldest first (none: an empty list)."""
+        items = self._items
+        taken = items[:limit]
+        del items[: len(taken)]
+        senders = self._senders
+        for _ in range(min(len(taken), len(senders) if senders else 0)):
+            _backend.LOW.wake(senders.popleft())  # type: ignore[union-attr]
+        return taken
+
     def receive_nowait(self) -> T:
         items = self._items
         if not items:

@@ -175,12 +175,13 @@ def check_reconciler(events: list[StoredEvent]) -> list[str]:
         terminated[machine_id] = terminated.get(machine_id, 0) + 1
     states = requests_in(events)
     returned = {m for r in states.values() if r.kind == "return" for m in r.machines}
-    live = {
+    live = {  # running, or pending in a request still open (as the reconciler has it)
         machine.machine_id
         for state in states.values()
         if state.kind == "acquire"
         for machine in state.machines.values()
-        if machine.state in ("pending", "running") and machine.machine_id not in returned
+        if (machine.state == "running" or (machine.state == "pending" and not state.settled))
+        and machine.machine_id not in returned
     }
     found = [f"the reconciler terminated {m} {n} times" for m, n in terminated.items() if n > 1]
     found += [f"the reconciler terminated {m}, which the log holds live" for m in sorted(

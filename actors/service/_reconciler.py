@@ -168,7 +168,12 @@ class Reconciler:
         return done
 
     def _log_view(self, live_before: frozenset[str] | None = None) -> LogView:
-        """The log's live machines (of acquire requests, not gone), and its open requests."""
+        """The log's live machines, and its open requests.
+
+        Live: running, or pending in a request still open. A machine still pending
+        when its request settled (a timeout) was never delivered; its settlement
+        terminates it, and if a crash cut that short, the cloud's copy is an orphan
+        (as the projections hold: such a request is forgotten with its machines)."""
         live: dict[str, LiveMachine] = {}
         open_requests: dict[str, frozenset[str]] = {}
         latest = self.projections.machine_by_name
@@ -179,7 +184,9 @@ class Reconciler:
                 open_requests[request_id] = frozenset(request.machines)
             for machine in request.machines.values():
                 news = latest.get(machine.name, machine)
-                if news.machine_id == machine.machine_id and news.state in ("pending", "running"):
+                if news.machine_id == machine.machine_id and (
+                    news.state == "running" or (news.state == "pending" and not request.settled)
+                ):
                     live[machine.machine_id] = LiveMachine(
                         machine_id=machine.machine_id,
                         name=machine.name,

@@ -18,6 +18,7 @@ from hostsmith.actors.hostfactory import (
     DriftActedOn,
     Machine,
     MachinesLaunched,
+    RequestSettled,
     Template,
 )
 from hostsmith.actors.proof import check_acknowledged, check_cloud, check_log, check_reconciler
@@ -145,3 +146,8 @@ def test_a_live_machine_or_one_terminated_twice_by_the_reconciler_is_caught() ->
     assert check_reconciler(encoded([acted("i-orphan"), acted("i-orphan")])) == [
         "the reconciler terminated i-orphan 2 times"
     ]
+    # Found by the crash suite: a machine still pending when its request timed out was
+    # never delivered; a crash cut its settlement's terminate short, and the reconciler
+    # ended the leak. That is no live machine terminated.
+    timed_out = ("request-req-1", RequestSettled("timeout", "timed out"))
+    assert check_reconciler(encoded([*held, timed_out, acted("i-held")])) == []

@@ -1,4 +1,4 @@
-"""AWS clients that run under trio: aiobotocore on its httpx backend.
+"""AWS clients that run under trio and asyncio alike: aiobotocore on its httpx backend.
 
 The DynamoDB store and the aws provider both talk to AWS, and both need the
 same two things that are easy to get wrong: the httpx session class (the
@@ -15,7 +15,7 @@ from typing import Any
 
 
 def aws_session(**config: Any) -> tuple[Any, Any]:
-    """An aiobotocore session and client config for trio; `config` goes to `AioConfig`.
+    """An aiobotocore session and client config for trio or asyncio; `config` goes to `AioConfig`.
 
     Raises ImportError when the aws extra (aiobotocore) is not installed.
     """

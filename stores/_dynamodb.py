@@ -2,8 +2,9 @@
 
 `dynamodb://TABLE?region=us-east-1&endpoint=http://127.0.0.1:5000` names a
 table with a string partition key `pk` and a numeric sort key `sk`. It runs
-on aiobotocore with its httpx backend, which is native to trio (no asyncio
-loop anywhere). `hostsmith stores init URL` creates the table.
+on aiobotocore with its httpx backend, which runs on trio (no asyncio loop
+anywhere) and on asyncio alike: the store contract passes on both.
+`hostsmith stores init URL` creates the table.
 
 Items:
 - `stream#<name>` / version: an event, in its stream;

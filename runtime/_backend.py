@@ -1,8 +1,8 @@
 """The one seam between the runtime and its async library: park a task, wake it, check in.
 
 Everything else in the runtime is anyio (task groups, cancel scopes,
-deadlines, events, locks, memory streams, worker threads), which runs on
-trio and on asyncio alike. The hot path is not. Every ask parks the asking
+deadlines, events, locks, worker threads), which runs on trio and on
+asyncio alike. The hot path is not. Every ask parks the asking
 task until its reply is set, an idle aggregate parks until the journal has
 its outcome, and a mailbox parks its reader until a message comes. With
 anyio's `Event` each of those waits costs an object and a few wrapper
@@ -15,10 +15,11 @@ puts back when it closes. Until then it is trio's, the runtime's home.
 A `Parking` parks the current task with `park()`, which returns a handle, and
 `wait(handle, abort)`; whoever holds the handle wakes it with `wake`.
 `abort` runs if the wait is cancelled before the wake (to forget the
-handle), and returns `ABORTED`. `wait_uncancellable(park_uncancellable())` cannot be cancelled at
-all: the cancellation is delivered after the wake (at the next checkpoint
-on trio; raised as the wait ends on asyncio, where the handle is a future
-that refuses to be cancelled, which costs less than `asyncio.shield`).
+handle), and returns `ABORTED`. A wait on a handle from
+`park_uncancellable()` (`wait_uncancellable`) cannot be cancelled at all:
+the cancellation is delivered after the wake (at the next checkpoint on
+trio; raised as the wait ends on asyncio, where the handle is a future that
+refuses to be cancelled, which costs less than `asyncio.shield`).
 """
 
 from __future__ import annotations
@@ -134,16 +135,7 @@ class _Unrefusable(asyncio.Future[None]):
 class _Asyncio:
     name = "asyncio"
     wake = staticmethod(_resolve)
-
-    @staticmethod
-    def open_task_group() -> AbstractAsyncContextManager[TaskGroupLike]:
-        return cast(AbstractAsyncContextManager[TaskGroupLike], anyio.create_task_group())
-
     cancel_shielded_checkpoint = staticmethod(anyio.lowlevel.cancel_shielded_checkpoint)
-
-    @staticmethod
-    async def checkpoint_if_cancelled() -> None:
-        """Nothing: on asyncio the wait that follows is where a cancellation lands."""
 
     @staticmethod
     def now() -> float:
@@ -154,8 +146,8 @@ class _Asyncio:
         return asyncio.get_running_loop().create_future()
 
     @staticmethod
-    async def checkpoint() -> None:
-        await asyncio.sleep(0)
+    def park_uncancellable() -> asyncio.Future[None]:
+        return _Unrefusable(loop=asyncio.get_running_loop())
 
     @staticmethod
     async def wait(handle: asyncio.Future[None], abort: Callable[[object], Any]) -> None:
@@ -168,20 +160,21 @@ class _Asyncio:
 
     @staticmethod
     async def wait_uncancellable(handle: asyncio.Future[None]) -> None:
-        if type(handle) is _Unrefusable:
-            await handle
-            return
-        # parked with `park()`: shield it (the waker holds this very future)
-        try:
-            await asyncio.shield(handle)
-        except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True):
-                await asyncio.shield(handle)
-            raise
+        """Wait on a handle from `park_uncancellable`: its future refuses the cancel,
+        so asyncio raises it in this task only once the wake has come."""
+        await handle
 
     @staticmethod
-    def park_uncancellable() -> asyncio.Future[None]:
-        return _Unrefusable(loop=asyncio.get_running_loop())
+    async def checkpoint() -> None:
+        await asyncio.sleep(0)
+
+    @staticmethod
+    async def checkpoint_if_cancelled() -> None:
+        """Nothing: on asyncio the wait that follows is where a cancellation lands."""
+
+    @staticmethod
+    def open_task_group() -> AbstractAsyncContextManager[TaskGroupLike]:
+        return cast(AbstractAsyncContextManager[TaskGroupLike], anyio.create_task_group())
 
     @staticmethod
     def waker_from_threads() -> Callable[[Any], None]:

@@ -239,3 +239,32 @@ async def test_each_strategy_restarts_what_it_should(
             await workers[name].running.wait()
         assert sorted(starts[3:]) == restarted
         assert supervisor.restarts == 1
+
+
+class Gated(EventCapture):
+    """Holds every append until `opened` is set, and says when one is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+        self.opened = anyio.Event()
+        self.waiting = anyio.Event()
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        self.waiting.set()
+        await self.opened.wait()
+        return await super().append_batch(requests)
+
+
+async def test_a_caller_cancelled_mid_write_leaves_memory_equal_to_the_log() -> None:
+    store = Gated()
+    async with open_runtime(store, kinds=[TALLY]) as runtime:
+        tally = runtime.get(TALLY, "t")
+        with anyio.CancelScope() as caller:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(tally.execute, Add(3))
+                await store.waiting.wait()  # handed to the store: it may be written
+                caller.cancel()
+        assert caller.cancelled_caught
+        store.opened.set()  # the write goes through after all
+        assert await tally.state() == 3  # the actor's memory has it, as the log does
+        assert [e.version for e in await store.inner.read("tally-t")] == [1]

@@ -62,6 +62,7 @@ bench: setup
     @rm -rf .hostsmith/bench && mkdir -p .hostsmith/bench
     {{hostsmith}} loadtest --workload counter --store sqlite://./.hostsmith/bench/throughput.db --aggregates 1000 --commands 200000 --concurrency 1000 --json
     {{hostsmith}} loadtest --workload counter --store sqlite://./.hostsmith/bench/latency.db --aggregates 1000 --commands 100000 --concurrency 100 --json
+    {{hostsmith}} loadtest --workload counter --loop both --store sqlite://./.hostsmith/bench/loops.db --aggregates 1000 --commands 200000 --concurrency 1000 --json
     {{hostsmith}} loadtest --workload peer-eventsourcing --store sqlite://./.hostsmith/bench --aggregates 1000 --commands 20000 --json
     {{hostsmith}} loadtest --workload resident-memory --store sqlite://./.hostsmith/bench/memory.db --aggregates 100000 --json
 

@@ -46,6 +46,29 @@ def test_loadtest_prints_one_json_object_with_the_figures(tmp_path) -> None:  # 
     )
 
 
+def test_the_counter_on_both_loops_runs_each_on_a_store_of_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = hostsmith(
+        *("loadtest", "--workload", "counter", "--loop", "both"),
+        *("--store", f"sqlite://{tmp_path}/b.db", "--aggregates", "20", "--commands", "400"),
+        *("--concurrency", "10", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["trio"]["loop"], report["asyncio"]["loop"]) == ("trio", "asyncio")
+    assert report["trio"]["store"] == f"sqlite://{tmp_path}/b.trio.db"
+    assert report["asyncio"]["store"] == f"sqlite://{tmp_path}/b.asyncio.db"
+    assert report["trio"]["commands"] == report["asyncio"]["commands"] == 400
+    assert report["asyncio_over_trio"] == round(
+        report["asyncio"]["commands_per_s"] / report["trio"]["commands_per_s"], 3
+    )
+
+    async def events_in(name: str) -> int:
+        async with open_store(f"sqlite://{tmp_path}/{name}") as store:
+            return len(await store.read_all(0, 10_000))
+
+    assert [trio.run(events_in, name) for name in ("b.trio.db", "b.asyncio.db")] == [400, 400]
+
+
 def test_resident_memory_reports_bytes_per_aggregate(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = hostsmith(
         "loadtest",

@@ -35,7 +35,7 @@ replaces a machine once).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
 import trio
@@ -50,6 +50,7 @@ from hostsmith.actors.hostfactory import (
     Finding,
     LiveMachine,
     LogView,
+    Machine,
     Reconciliation,
     RecordAction,
     RecordFindings,
@@ -130,7 +131,7 @@ class Reconciler:
                 log.exception("reconcile pass failed; next one in %gs", every)
 
     async def reconcile(self, *, dry_run: bool = False) -> ReconcilePass:
-        live_before = frozenset(self._log_view().live)
+        live_before = frozenset(machine.machine_id for _, machine in self._live_machines())
         machines = await self.gateway.inventory()
         groups = await self.gateway.groups()
         listed_at = self.clock()
@@ -168,32 +169,40 @@ class Reconciler:
         return done
 
     def _log_view(self, live_before: frozenset[str] | None = None) -> LogView:
-        """The log's live machines, and its open requests.
+        """The log's live machines, and its open requests."""
+        open_requests = {
+            request_id: frozenset(request.machines)
+            for request_id, request in self.projections.requests.items()
+            if request.kind == "acquire" and not request.settled
+        }
+        live = {
+            machine.machine_id: LiveMachine(
+                machine_id=machine.machine_id,
+                name=machine.name,
+                request_id=request_id,
+                launched_at=float(machine.launchtime),
+            )
+            for request_id, machine in self._live_machines()
+        }
+        return LogView(live=live, open_requests=open_requests, live_before_listing=live_before)
+
+    def _live_machines(self) -> Iterator[tuple[str, Machine]]:
+        """(request id, machine) for each machine the log holds live.
 
         Live: running, or pending in a request still open. A machine still pending
         when its request settled (a timeout) was never delivered; its settlement
         terminates it, and if a crash cut that short, the cloud's copy is an orphan
         (as the projections hold: such a request is forgotten with its machines)."""
-        live: dict[str, LiveMachine] = {}
-        open_requests: dict[str, frozenset[str]] = {}
         latest = self.projections.machine_by_name
         for request_id, request in self.projections.requests.items():
             if request.kind != "acquire":
                 continue
-            if not request.settled:
-                open_requests[request_id] = frozenset(request.machines)
             for machine in request.machines.values():
                 news = latest.get(machine.name, machine)
                 if news.machine_id == machine.machine_id and (
                     news.state == "running" or (news.state == "pending" and not request.settled)
                 ):
-                    live[machine.machine_id] = LiveMachine(
-                        machine_id=machine.machine_id,
-                        name=machine.name,
-                        request_id=request_id,
-                        launched_at=float(machine.launchtime),
-                    )
-        return LogView(live=live, open_requests=open_requests, live_before_listing=live_before)
+                    yield request_id, machine
 
     async def _act(
         self,

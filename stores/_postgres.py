@@ -219,7 +219,13 @@ class PostgresStore:
         return {str(name): int(position) for name, position in rows}
 
     async def load_checkpoint(self, name: str) -> int:
-        return (await self.checkpoints()).get(name, 0)
+        return await self._call(self._load_checkpoint, name)
+
+    def _load_checkpoint(self, name: str) -> int:
+        row = self._db.execute(
+            "SELECT position FROM hostsmith_checkpoints WHERE name = %s", (name,)
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
 
     async def aclose(self) -> None:
         if not self._closed:

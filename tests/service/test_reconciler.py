@@ -18,7 +18,8 @@ from hostsmith.actors.hostfactory import RECONCILER
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
 from hostsmith.actors.service import HostFactory, Reconciler, ReconcileSettings
 from hostsmith.runtime.testing import MemoryStore
-from tests.service.test_service import TEMPLATES, acquired, epoch, start_service, wait_for_status
+from tests.service.test_service import TEMPLATES, acquired, start_service, wait_for_status
+from tests.support.virtual_time import epoch
 
 
 def reconciler(service: HostFactory, **settings: object) -> Reconciler:

@@ -33,6 +33,7 @@ from hostsmith.actors.service import HostFactory, RequestSettings
 from hostsmith.runtime import AskTimeout, CircuitState, open_runtime
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.support.hostfactory_shapes import conforms
+from tests.support.virtual_time import epoch
 
 T = TypeVar("T")
 
@@ -46,11 +47,6 @@ TEMPLATES = {
         template_id="Broken", max_number=5, attributes=ATTRIBUTES, image_id="ami-bad1"
     ),
 }
-EPOCH = 1_700_000_000.0
-
-
-def epoch() -> float:
-    return EPOCH + trio.current_time()
 
 
 class CheckedHostFactory(HostFactory):

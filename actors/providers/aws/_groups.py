@@ -28,6 +28,7 @@ from typing import Any
 from hostsmith.actors.errors import PermanentProviderError
 from hostsmith.actors.hostfactory import CloudGroup
 from hostsmith.actors.providers.aws._api import INSTALLATION_TAG, REQUEST_TAG, AwsApi, tag
+from hostsmith.actors.providers.aws._handlers import auto_scaling_group
 
 _LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
 _GONE_CODES = frozenset(
@@ -208,11 +209,8 @@ async def _launch_templates(aws: AwsApi) -> AsyncIterator[CloudGroup]:
 
 
 async def _members(aws: AwsApi, name: str) -> list[str]:
-    answer = await aws.call(
-        aws.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name]
-    )
-    groups = answer.get("AutoScalingGroups", [])
-    return [i["InstanceId"] for i in groups[0].get("Instances", [])] if groups else []
+    group = await auto_scaling_group(aws, name)
+    return [i["InstanceId"] for i in group.get("Instances", [])] if group else []
 
 
 @contextlib.contextmanager

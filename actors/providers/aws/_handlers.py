@@ -348,11 +348,7 @@ class AutoScalingGroup:
         return set()  # detached machines are the caller's to terminate
 
     async def _group(self, name: str) -> dict[str, Any] | None:
-        answer = await self.aws.call(
-            self.aws.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name]
-        )
-        groups = answer.get("AutoScalingGroups", [])
-        return dict(groups[0]) if groups else None
+        return await auto_scaling_group(self.aws, name)
 
 
 HANDLERS: dict[str, type[RunInstances | Ec2Fleet | SpotFleet | AutoScalingGroup]] = {
@@ -371,6 +367,15 @@ def api_of(template: Template) -> str:
 
 
 # -- shared pieces ----------------------------------------------------------------
+
+
+async def auto_scaling_group(aws: AwsApi, name: str) -> dict[str, Any] | None:
+    """The Auto Scaling group of this name as AWS describes it, or None."""
+    answer = await aws.call(
+        aws.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name]
+    )
+    groups = answer.get("AutoScalingGroups", [])
+    return dict(groups[0]) if groups else None
 
 
 def _group_name(request_id: str) -> str:

@@ -117,8 +117,9 @@ class BoundedMailbox(Generic[T]):
         taken = items[:limit]
         del items[: len(taken)]
         senders = self._senders
-        for _ in range(min(len(taken), len(senders) if senders else 0)):
-            _backend.LOW.wake(senders.popleft())  # type: ignore[union-attr]
+        if senders:  # as many waiting senders get room as items left
+            for _ in range(min(len(taken), len(senders))):
+                _backend.LOW.wake(senders.popleft())
         return taken
 
     def receive_nowait(self) -> T:

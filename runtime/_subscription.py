@@ -9,6 +9,13 @@ Delivery is at least once. The checkpoint is saved after the handler has
 finished a batch, so a crash between the two replays that batch on restart.
 Handlers therefore dedupe by position (or event id); projections do so by
 keeping the last position they applied.
+
+Where it starts: a durable subscription at its saved checkpoint; an
+in-memory view at the position it says it reflects (`after`: 0 for a view
+built from nothing, or the position of the snapshot it was loaded from).
+A subscription that its supervisor restarts after an error resumes after
+the last batch it handled, never from its start again: the view it feeds
+was not rebuilt, and must not be fed its history twice.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Subscription:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         durable: bool = True,
+        after: int = 0,
     ) -> None:
         self.journal = journal
         self.name = name
@@ -43,12 +51,16 @@ class Subscription:
         # A durable subscription saves its checkpoint in the store; one that
         # rebuilds an in-memory view starts from the beginning every time.
         self.durable = durable
-        self.position = 0
+        self.position = after
+        """The last position the handler has finished with."""
+        self._started = False
         self.caught_up = anyio.Event()
 
     async def run(self, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         store = self.journal.store
-        self.position = await store.load_checkpoint(self.name) if self.durable else 0
+        if self.durable and not self._started:
+            self.position = await store.load_checkpoint(self.name)
+        self._started = True  # a restart resumes from `position`, where the last batch ended
         task_status.started()
         while True:
             committed = self.journal.next_commit()

@@ -180,10 +180,12 @@ class Runtime:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         durable: bool = True,
+        after: int = 0,
     ) -> Subscription:
         """Run `handler` over the global log from the checkpoint `name`, then live.
 
-        `durable=False` is for in-memory views: no checkpoint, always from the start.
+        `durable=False` is for in-memory views: no checkpoint in the store; the
+        subscription starts `after` the position the view already reflects (0: all).
         """
         subscription = Subscription(
             self.journal,
@@ -192,6 +194,7 @@ class Runtime:
             batch_size=batch_size,
             poll_interval=poll_interval,
             durable=durable,
+            after=after,
         )
         await self.supervisor.start(ChildSpec(name=f"subscription:{name}", run=subscription.run))
         return subscription

@@ -93,6 +93,8 @@ class FaultyStore(_Forwarding):
       (nothing written), as if another writer had got there first;
     - `delay`: seconds each batch takes (virtual time in tests);
     - `fail_reads`: every `read` raises `OSError`.
+    - `fail_next_log_reads(n)`: the next n `read_all` calls raise `OSError`
+      (a subscription's reader failing, and its supervisor restarting it).
     - `failing`: while set to an exception, every batch raises it (nothing
       written), as a full disk does until space is freed; set it back to None
       to heal the store.
@@ -117,6 +119,7 @@ class FaultyStore(_Forwarding):
         self.failing: Exception | None = None
         self._failures = 0
         self._conflicts = 0
+        self._log_read_failures = 0
         self.batches = 0
         self.injected: dict[str, int] = {"failure": 0, "conflict": 0, "lost-ack": 0, "stall": 0}
 
@@ -125,6 +128,9 @@ class FaultyStore(_Forwarding):
 
     def conflict_next_appends(self, count: int = 1) -> None:
         self._conflicts += count
+
+    def fail_next_log_reads(self, count: int = 1) -> None:
+        self._log_read_failures += count
 
     def _roll(self, fault: str) -> bool:
         if self.chaos is None:
@@ -168,6 +174,12 @@ class FaultyStore(_Forwarding):
         if self.fail_reads:
             raise OSError("injected read failure")
         return await super().read(stream, after_version)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        if self._log_read_failures:
+            self._log_read_failures -= 1
+            raise OSError("injected read failure (of the log)")
+        return await super().read_all(after_position, limit)
 
 
 class EventCapture(_Forwarding):

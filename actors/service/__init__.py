@@ -19,6 +19,10 @@ from typing import TYPE_CHECKING
 from hostsmith.actors.lazy import attach
 
 if TYPE_CHECKING:
+    from hostsmith.actors.service._checkpoint import (
+        READ_MODEL as READ_MODEL,
+        READ_MODEL_SCHEMA as READ_MODEL_SCHEMA,
+    )
     from hostsmith.actors.service._config import (
         EXAMPLE_TEMPLATES as EXAMPLE_TEMPLATES,
         Config as Config,
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
         undocumented as undocumented,
     )
     from hostsmith.actors.service._settings import (
+        ReadModelSettings as ReadModelSettings,
         ReconcileSettings as ReconcileSettings,
         RequestSettings as RequestSettings,
     )
@@ -63,10 +68,13 @@ __getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
     "EXAMPLE_TEMPLATES",
+    "READ_MODEL",
+    "READ_MODEL_SCHEMA",
     "Application",
     "Config",
     "HostFactory",
     "Log",
+    "ReadModelSettings",
     "ReconcilePass",
     "ReconcileSettings",
     "Reconciler",

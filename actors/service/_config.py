@@ -10,7 +10,8 @@ templates that ship with hostsmith. A TOML file (`--config FILE`) overrides what
 
 Each section is the settings struct of the component it configures, so a
 default is written once, where the component is: `[requests]` is the
-service's `RequestSettings`, `[reconcile]` the reconciler's `ReconcileSettings`,
+service's `RequestSettings`, `[reconcile]` the reconciler's `ReconcileSettings`, `[read_models]`
+the read-model checkpoints' `ReadModelSettings`,
 `[gateway]` the gateway's `GatewayPolicy`, and
 a provider's section (`[sim]`, `[aws]`) belongs to the provider's plugin,
 found through the provider registry.
@@ -39,7 +40,11 @@ from hostsmith.actors.service._hf_files import (
     host_factory_dirs,
     read_settings_file,
 )
-from hostsmith.actors.service._settings import ReconcileSettings, RequestSettings
+from hostsmith.actors.service._settings import (
+    ReadModelSettings,
+    ReconcileSettings,
+    RequestSettings,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -107,6 +112,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: Server = Server()
     requests: RequestSettings = RequestSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    read_models: ReadModelSettings = ReadModelSettings()
     gateway: GatewayPolicy = GatewayPolicy()
     log: Log = Log()
     providers: dict[str, Any] = {}

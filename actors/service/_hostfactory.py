@@ -48,9 +48,10 @@ from hostsmith.actors.hostfactory import (
     to_host_factory,
 )
 from hostsmith.actors.providers import Gateway, ReclaimNotice
+from hostsmith.actors.service._checkpoint import Checkpointer, restore
 from hostsmith.actors.service._driver import Driver
 from hostsmith.actors.service._projections import Projections
-from hostsmith.actors.service._settings import RequestSettings
+from hostsmith.actors.service._settings import ReadModelSettings, RequestSettings
 from hostsmith.actors.service._settlement import ORPHAN_AGE, Settlement
 from hostsmith.runtime import Rejected, Runtime, RuntimeFault
 
@@ -89,6 +90,7 @@ class HostFactory:
         clock: Callable[[], float] = time.time,
         new_request_id: Callable[[str], str] = random_request_id,
         templates_problem: TemplateError | None = None,
+        read_models: ReadModelSettings | None = None,
     ) -> None:
         self.runtime = runtime
         self.gateway = gateway
@@ -100,6 +102,14 @@ class HostFactory:
         """Why the templates file could not be read, if it could not: the calls that need
         templates answer with it, and everything else goes on."""
         self.projections = Projections(clock)
+        read_models = read_models or ReadModelSettings()
+        self.checkpointer = Checkpointer(
+            self.projections,
+            runtime.journal.store,
+            clock,
+            every_events=read_models.checkpoint_events,
+            every_seconds=read_models.checkpoint_seconds,
+        )
         self.settlement = Settlement(runtime, gateway, self.projections, clock)
         self.driver = Driver(
             runtime,
@@ -345,17 +355,30 @@ class HostFactory:
     async def run(
         self, drive: bool = True, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Rebuild the projections from the log; then, if `drive`, see requests through."""
+        """Load the projections from their checkpoint and the log's tail; then, if `drive`,
+        see requests through and checkpoint the projections as they move."""
+        checkpointer = self.checkpointer
+        if await restore(self.projections, self.runtime.journal.store):
+            checkpointer.saved = self.projections.position
         async with trio.open_nursery() as nursery:
             subscription = await self.runtime.subscribe(
-                "hostfactory-projections", self._apply, poll_interval=1.0, durable=False
+                "hostfactory-projections",
+                self._apply,
+                poll_interval=1.0,
+                durable=False,
+                after=self.projections.position,
             )
             await subscription.caught_up.wait()
+            # By the log's times: what settled long ago is forgotten now, not in an hour.
+            self.forget_settled(self.clock() - self.settings.retention)
             if drive:
+                nursery.start_soon(checkpointer.run)
                 self.driver.start(nursery)
                 await self.settlement.release_orphans(self.templates)
                 for request_id in list(self.projections.unsettled()):
                     self.driver.drive(request_id)
+            elif self.projections.position - checkpointer.saved > checkpointer.every_events:
+                await checkpointer.save()  # a long tail read: the next call starts after it
             task_status.started()
             while True:
                 await trio.sleep(min(self.settings.retention / 4, ORPHAN_AGE))
@@ -368,5 +391,7 @@ class HostFactory:
                         log.warning("could not release orphaned reservations yet: %s", trouble)
 
     async def _apply(self, events: Sequence[Any]) -> None:
-        for request_id in self.projections.apply(events):
+        opened = self.projections.apply(events)
+        self.checkpointer.applied()
+        for request_id in opened:
             self.driver.drive(request_id)

@@ -12,11 +12,29 @@ of its machines is still out, and read back from the log if anyone asks.
 
 Applying events is synchronous and pure bookkeeping; it names the requests
 that just opened, and the service hands those to its driver.
+
+Why the rest is built this way:
+- The projections keep the last log position they applied (`position`) and
+  skip anything at or below it, so a subscription that replays a batch (a
+  restart after a read error, a snapshot older than the tail it is fed)
+  never applies an event twice, nor drives a request again.
+- Every time they keep (when a request settled, when a claim was made) is
+  the time in the log (`recorded_at`), never when this process read it: a
+  daemon started on a month of history forgets at once what settled long
+  ago, instead of holding the whole history for one retention.
+- Their whole state, with its position, is one msgspec Struct
+  (`ProjectionsState`), saved in the store as a snapshot of its own
+  (`READ_MODEL`, `READ_MODEL_SCHEMA`) by the service, so that a start
+  loads it and reads only the log's tail (`_checkpoint`).
+- Dicts never give memory back as keys leave them, so once forgetting has
+  halved what they held at their peak they are copied afresh.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+
+import msgspec
 
 from hostsmith.actors.hostfactory import (
     MACHINE,
@@ -35,11 +53,28 @@ _GONE = frozenset({"terminated", "failed", "pending"})
 """Machine states of a settled acquire request that Host Factory will not return
 (a machine still pending when its request settled was terminated by hostsmith)."""
 _CLAIM_EVENTS = frozenset({"ReturnClaimed", "ReturnReleased"})
+_COMPACT_ABOVE = 1024
+"""Dicts are copied afresh once they hold half their peak, if that peak was above this."""
+
+
+class ProjectionsState(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the projections hold, as of `position`: what a read-model snapshot saves."""
+
+    position: int
+    requests: list[Request]
+    owner_of_machine: dict[str, str]
+    machine_by_name: dict[str, Machine]
+    correlation_of: dict[str, str]
+    pending_claims: dict[str, tuple[str, float]]
+    settled_at: dict[str, float]
 
 
 class Projections:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
+        self.position = 0
+        """The last log position applied. Invariant: every event at or below it is in
+        what follows, and none above it."""
         self.requests: dict[str, Request] = {}
         """Every request the log holds, but those forgotten after their retention."""
         self.owner_of_machine: dict[str, str] = {}
@@ -53,14 +88,23 @@ class Projections:
         """Machine id -> (the return that claimed it, when), until that return opens.
         A claim whose return never opens is stale; the settlement sweep releases it."""
         self.settled_at: dict[str, float] = {}
-        """Request id -> when the projection saw it settle.
-        Invariant: in settle order, so `forget_settled` can stop at the first newer one."""
+        """Request id -> when it settled, by the log.
+        Invariant: in log order, so `forget_settled` can stop at the first newer one
+        (times from two daemons' clocks may be a little out of order: a request is
+        then forgotten one sweep late, never early)."""
+        self._peak = 0
 
     def apply(self, events: Sequence[StoredEvent]) -> list[str]:
-        """Apply events from the log; return the ids of requests that opened in them."""
+        """Apply events from the log; return the ids of requests that opened in them.
+
+        Events at or below `position` were applied already, and are skipped.
+        """
         opened: list[str] = []
         decode = REQUEST.events.decode
         for stored in events:
+            if stored.position <= self.position:
+                continue
+            self.position = stored.position
             if stored.type in _CLAIM_EVENTS:
                 self._apply_claim(stored)
                 continue
@@ -68,7 +112,11 @@ class Projections:
                 continue
             request_id = stored.stream.removeprefix("request-")
             event = decode(stored.type, stored.schema_version, stored.data)
-            state = self.requests.get(request_id) or Request(request_id=request_id)
+            state = self.requests.get(request_id)
+            if state is None:
+                if not isinstance(event, AcquireOpened | ReturnOpened):
+                    continue  # news of a request forgotten after its retention
+                state = Request(request_id=request_id)
             state = self.requests[request_id] = REQUEST.evolve(state, event)
             if isinstance(event, MachinesLaunched):
                 for machine in event.machines:
@@ -77,7 +125,7 @@ class Projections:
             for machine in state.machines.values():
                 self.machine_by_name[machine.name] = machine
             if state.settled and request_id not in self.settled_at:
-                self.settled_at[request_id] = self.clock()
+                self.settled_at[request_id] = self._time_of(stored)
             if isinstance(event, ReturnOpened):
                 for machine in event.machines:
                     if self.pending_claims.get(machine.machine_id, ("",))[0] == request_id:
@@ -85,13 +133,18 @@ class Projections:
             if isinstance(event, AcquireOpened | ReturnOpened):
                 self.correlation_of[request_id] = stored.correlation_id
                 opened.append(request_id)
+        self._peak = max(self._peak, len(self.requests))
         return opened
+
+    def _time_of(self, stored: StoredEvent) -> float:
+        """When the event happened, by the log (events written without a time: now)."""
+        return stored.recorded_at or self.clock()
 
     def _apply_claim(self, stored: StoredEvent) -> None:
         machine_id = stored.stream.removeprefix("machine-")
         event = MACHINE.events.decode(stored.type, stored.schema_version, stored.data)
         if isinstance(event, ReturnClaimed):
-            self.pending_claims[machine_id] = (event.return_request_id, self.clock())
+            self.pending_claims[machine_id] = (event.return_request_id, self._time_of(stored))
         elif self.pending_claims.get(machine_id, ("",))[0] == event.return_request_id:
             del self.pending_claims[machine_id]
 
@@ -111,10 +164,13 @@ class Projections:
         An acquire request stays while any of its machines is not yet terminated
         (Host Factory may still return them). Its machines go with it.
         """
-        gone = 0
-        for request_id, settled_at in list(self.settled_at.items()):
+        due = []
+        for request_id, settled_at in self.settled_at.items():
             if settled_at >= cutoff:
                 break  # settle order: the rest are newer
+            due.append(request_id)
+        gone = 0
+        for request_id in due:
             state = self.requests[request_id]
             latest = [self.machine_by_name.get(m.name, m) for m in state.machines.values()]
             if state.kind == "acquire" and any(m.state not in _GONE for m in latest):
@@ -129,4 +185,40 @@ class Projections:
                     ):
                         self.machine_by_name.pop(machine.name, None)
             gone += 1
+        if self._peak > _COMPACT_ABOVE and len(self.requests) < self._peak // 2:
+            self._compact()
         return gone
+
+    def _compact(self) -> None:
+        """Copy every dict afresh: a dict keeps the room of its largest size."""
+        self.requests = dict(self.requests)
+        self.owner_of_machine = dict(self.owner_of_machine)
+        self.machine_by_name = dict(self.machine_by_name)
+        self.correlation_of = dict(self.correlation_of)
+        self.pending_claims = dict(self.pending_claims)
+        self.settled_at = dict(self.settled_at)
+        self._peak = len(self.requests)
+
+    # -- a snapshot of it all ----------------------------------------------------
+
+    def state(self) -> ProjectionsState:
+        return ProjectionsState(
+            position=self.position,
+            requests=list(self.requests.values()),
+            owner_of_machine=self.owner_of_machine,
+            machine_by_name=self.machine_by_name,
+            correlation_of=self.correlation_of,
+            pending_claims=self.pending_claims,
+            settled_at=self.settled_at,
+        )
+
+    def load(self, state: ProjectionsState) -> None:
+        """Hold exactly `state` (what a snapshot saved), replacing whatever was held."""
+        self.position = state.position
+        self.requests = {request.request_id: request for request in state.requests}
+        self.owner_of_machine = dict(state.owner_of_machine)
+        self.machine_by_name = dict(state.machine_by_name)
+        self.correlation_of = dict(state.correlation_of)
+        self.pending_claims = dict(state.pending_claims)
+        self.settled_at = dict(state.settled_at)
+        self._peak = len(self.requests)

@@ -41,3 +41,13 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     pending_timeout: Annotated[float, msgspec.Meta(gt=0)] = 180.0
     """Seconds a machine of an open request may stay pending; then it is terminated and its
     request launches a replacement (IBM's AWS_INSTANCE_PENDING_TIMEOUT_SEC)."""
+
+
+class ReadModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[read_models]` section: how often what answers Host Factory is checkpointed."""
+
+    checkpoint_events: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    """Save the read models (requests, machines, claims) with their log position after this
+    many new events, so that a start reads only the log after it."""
+    checkpoint_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """...or after this many seconds, whichever comes first (and once more at shutdown)."""

@@ -134,6 +134,7 @@ async def open_service(
             clock=clock,
             new_request_id=new_request_id,
             templates_problem=templates_problem,
+            read_models=config.read_models,
         )
         reconciler = Reconciler(
             runtime, gateway, service.projections, config.reconcile, clock=clock

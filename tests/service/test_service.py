@@ -29,7 +29,7 @@ from hostsmith.actors.hostfactory import (
 from hostsmith.actors.proof import seeded_randomness
 from hostsmith.actors.providers import Gateway, GatewayPolicy
 from hostsmith.actors.providers.sim import SimProvider, SimSettings
-from hostsmith.actors.service import HostFactory, RequestSettings
+from hostsmith.actors.service import HostFactory, ReadModelSettings, RequestSettings
 from hostsmith.runtime import AskTimeout, CircuitState, open_runtime
 from hostsmith.runtime.testing import FaultyStore, MemoryStore
 from tests.support.hostfactory_shapes import conforms
@@ -78,10 +78,11 @@ async def start_service(
     nursery: trio.Nursery,
     store: MemoryStore | FaultyStore | None = None,
     cloud_class: type[SimProvider] = SimProvider,
+    read_models: ReadModelSettings | None = None,
     **sim: Any,
 ) -> HostFactory:
     runtime_cm = open_runtime(
-        store or MemoryStore(), kinds=[CAPACITY, REQUEST, MACHINE, RECONCILER]
+        store or MemoryStore(), kinds=[CAPACITY, REQUEST, MACHINE, RECONCILER], wall_clock=epoch
     )
     runtime = await nursery_enter(nursery, runtime_cm)
     cloud = cloud_class(tmp_path / "sim.db", SimSettings(**sim), clock=epoch)
@@ -94,6 +95,7 @@ async def start_service(
         dict(TEMPLATES),
         RequestSettings(timeout=600, poll_interval=2),
         clock=epoch,
+        read_models=read_models,
     )
     await nursery.start(service.run)
     return service

@@ -80,6 +80,7 @@ boot_time = 0.3
 shutdown_time = 0.2
 capacity = 100000
 stuck_rate = 0.02
+forget_after = inf
 [reconcile]
 interval = 0.5
 terminate_orphans = true

@@ -40,6 +40,7 @@ comparing two digests, and `hostsmith simulate --seed N` replays any run.
 from __future__ import annotations
 
 import hashlib
+import math
 import pathlib
 import random
 import traceback
@@ -126,6 +127,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
                 spot_reclaim_rate=draw.choice([0.0, 0.2]),
                 spot_lifetime=300.0,
                 reclaim_notice=60,
+                forget_after=math.inf,  # the checks count every machine ever launched
             ),
             chances={
                 "failure": draw.choice([0.0, 0.02, 0.1]),

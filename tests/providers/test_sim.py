@@ -200,3 +200,21 @@ async def test_deleting_a_fleet_leaves_its_machines_running(
     await trio.sleep(5)
     assert await cloud.groups() == []
     assert {c.state for c in await cloud.describe(machines)} == {"running"}
+
+
+async def test_a_machine_gone_for_an_hour_is_forgotten_as_ec2_forgets_it(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 22: every machine the simulated cloud ever ran stayed in its table, and each
+    launch and listing read them all; what they cost now follows the machines in play."""
+    cloud = sim(tmp_path, boot_time=1.0, shutdown_time=1.0, latency=0.0)
+    first = [m.machine_id for m in (await cloud.provision("req-1", ON_DEMAND, 2)).machines]
+    await trio.sleep(2)
+    await cloud.terminate(first)
+    await trio.sleep(1800)
+    kept = [m.machine_id for m in (await cloud.provision("req-2", ON_DEMAND, 1)).machines]
+    assert {m.machine_id for m in await cloud.inventory()} == {*first, *kept}  # within the hour
+    await trio.sleep(1900)
+    later = [m.machine_id for m in (await cloud.provision("req-3", ON_DEMAND, 1)).machines]
+    assert {m.machine_id for m in await cloud.inventory()} == {*kept, *later}
+    assert await cloud.describe(first) == []  # as EC2: an unknown id

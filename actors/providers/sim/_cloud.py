@@ -24,6 +24,10 @@ Why it is built this way:
   (they take microseconds), so virtual time cannot run ahead of them.
 - Provisioning is idempotent per request id, like a client token: a repeat
   returns the first call's machines and creates nothing.
+- A machine that has been gone for `forget_after` seconds is forgotten, as
+  EC2 forgets a terminated instance after about an hour: what a launch, a
+  listing or a look at the spot notices costs follows the machines in
+  play, not every machine the cloud ever ran.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class SimProvider:
         self.installation_id = installation_id
         """The tag on every machine this provider launches (`inventory` lists only those)."""
         self.calls = 0
+        self._forgotten_at = -math.inf
+        """When gone machines were last forgotten (at most every tenth of `forget_after`)."""
         self._attempts: dict[tuple[str, str], int] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -283,6 +289,7 @@ class SimProvider:
                 "AND (reclaim_at IS NULL OR reclaim_at > ?)",
                 (now,),
             ).fetchone()
+            self._forget_gone(now)
             granted = max(0, min(count, self.settings.capacity - busy))
             spot = template.price_type != "ondemand"
             for n in range(granted):
@@ -301,6 +308,18 @@ class SimProvider:
             "SELECT machine_id FROM instances WHERE token = ? ORDER BY machine_id", (token,)
         ).fetchall()
         return [self._machine(row, now) for row in self._rows([m for (m,) in rows])]
+
+    def _forget_gone(self, now: float) -> None:
+        """Forget machines gone for `forget_after` seconds (inside a write transaction)."""
+        horizon = self.settings.forget_after
+        if not math.isfinite(horizon) or now - self._forgotten_at < horizon / 10:
+            return
+        self._forgotten_at = now
+        self._db.execute(
+            "DELETE FROM instances WHERE terminate_at + ? < ? "
+            "OR (terminate_at IS NULL AND reclaim_at + ? < ?)",
+            (self.settings.shutdown_time + horizon, now, horizon, now),
+        )
 
     def _keep_in_fleet(
         self, token: str, template_id: str, spot: bool, count: int, now: float

@@ -34,3 +34,7 @@ class SimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Seconds of warning before a spot machine is reclaimed."""
     stuck_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
     """The share of machines that never finish booting: pending until terminated."""
+    forget_after: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """Seconds a machine that has gone (terminated, or reclaimed) stays listed; then the
+    simulated cloud forgets it, as EC2 forgets a terminated instance after about an hour
+    (`inf`: never, for checks that count every machine ever launched)."""

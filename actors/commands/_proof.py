@@ -45,6 +45,7 @@ from hostsmith.actors.proof import (
 from hostsmith.actors.proof.loadtest import (
     CounterLoad,
     CycleShape,
+    HistoryShape,
     HostFactoryReport,
     Offer,
     Recorder,
@@ -57,6 +58,7 @@ from hostsmith.actors.proof.loadtest import (
     run_burst_on_daemon,
     run_counter,
     run_hf_call,
+    run_history,
     run_hostfactory,
     run_peer_eventsourcing,
     run_replay,
@@ -82,6 +84,7 @@ class Workload(enum.StrEnum):
     appends = "appends"
     hostfactory = "hostfactory"
     hf_call = "hf-call"
+    history = "history"
     bulk = "bulk"
     burst = "burst"
     peer_eventsourcing = "peer-eventsourcing"
@@ -97,7 +100,9 @@ def loadtest(
             "Factory call as a new process, to a daemon and in process, beside a bare "
             "interpreter start and a raw HTTP round trip), bulk (one request and one return "
             "of --machines hosts through a daemon), burst (Host Factory bursting to --hosts "
-            "hosts: requests of 1-1,000, polled every --hf-poll s, then returned), or "
+            "hosts: requests of 1-1,000, polled every --hf-poll s, then returned), history "
+            "(a store aged by --events events of Host Factory's calls, measured beside a "
+            "fresh one: start, RSS, an in-process call, getRequestStatus, the counter), or "
             "peer-eventsourcing "
             "(the counter workload on the eventsourcing library, to compare with)."
         ),
@@ -118,7 +123,11 @@ def loadtest(
     commands: Annotated[int, typer.Option(help="How many commands in all.")] = 100_000,
     concurrency: Annotated[int, typer.Option(help="How many closed-loop clients.")] = 1000,
     events: Annotated[
-        int, typer.Option(help="Events to write and replay (replay, activation, appends).")
+        int,
+        typer.Option(
+            help="Events to write and replay (replay, activation, appends); history: events "
+            "of Host Factory's traffic to age the store with."
+        ),
     ] = 1_000_000,
     batch: Annotated[
         int, typer.Option(help="Appends per store call in the batched half of `appends`.")
@@ -165,7 +174,16 @@ def loadtest(
     progress: Annotated[
         bool, typer.Option(help="hostfactory: a live display of throughput, p50, p99, errors.")
     ] = True,
-    runs: Annotated[int, typer.Option(help="hf-call: runs of each kind of call.")] = 50,
+    runs: Annotated[
+        int, typer.Option(help="hf-call: runs of each kind of call; history: of each call.")
+    ] = 50,
+    history_dir: Annotated[
+        pathlib.Path | None,
+        typer.Option(
+            help="history: keep the aged data dir here, and reuse it if it holds --events "
+            "events already (ageing millions of events takes minutes)."
+        ),
+    ] = None,
     hosts: Annotated[int, typer.Option(help="burst: hosts requested in all.")] = 10_000,
     hf_poll: Annotated[
         float, typer.Option(help="burst: seconds between Host Factory's polls (HF: 30).")
@@ -218,6 +236,13 @@ def loadtest(
             result = run_bulk(positive("machines", machines))
         elif workload is Workload.hf_call:
             result = run_hf_call(positive("runs", runs))
+        elif workload is Workload.history:
+            shape = HistoryShape(
+                events=positive("events", events),
+                runs=positive("runs", runs),
+                counter_commands=positive("commands", commands),
+            )
+            result = run_history(shape, history_dir)
         elif workload is Workload.peer_eventsourcing:
             directory = store.removeprefix("sqlite://") if store.startswith("sqlite://") else ""
             result = run_peer_eventsourcing(directory, aggregates, positive("commands", commands))

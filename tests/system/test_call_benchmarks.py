@@ -65,3 +65,33 @@ def test_a_small_burst_through_a_daemon_brings_up_and_returns_every_host_and_plo
     text = page.read_text()
     assert "a burst to 300 hosts over 1 templates" in text
     assert "getReturnRequests" in text
+
+
+def test_the_history_workload_measures_an_aged_store_beside_a_fresh_one(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Issue 22: the report is well formed (its figures come from the benchmark runs)."""
+    kept = tmp_path / "aged"
+    done = hostsmith(
+        "loadtest", "--workload", "history", "--events", "2000", "--runs", "2",
+        "--commands", "2000", "--history-dir", str(kept), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["events"] >= 2000  # made through Host Factory's calls
+    assert report["machines"] > 0
+    assert report["requests"] > 0
+    assert report["ageing_s"] > 0
+    aged, fresh = report["aged"], report["fresh"]
+    assert aged["events"] > fresh["events"] > 0  # the fresh store holds only its own calls
+    for figures in (aged, fresh):
+        for name in ("store_mb", "start_to_healthy_s", "rss_after_start_mb",
+                     "get_request_status_ms", "in_process_call_ms", "counter_commands_per_s"):  # fmt: skip
+            assert figures[name] > 0, name
+    assert report["ratios"]["start"] == round(
+        aged["start_to_healthy_s"] / fresh["start_to_healthy_s"], 3
+    )
+    assert set(report["ratios"]) == {
+        "start", "rss", "in_process_call", "get_request_status", "counter_commit_time"
+    }  # fmt: skip
+    assert (kept / "history.json").exists()  # kept, for the next run to reuse

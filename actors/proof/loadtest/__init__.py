@@ -43,6 +43,12 @@ from hostsmith.actors.proof.loadtest._hf_call import (
     run_bulk as run_bulk,
     run_hf_call as run_hf_call,
 )
+from hostsmith.actors.proof.loadtest._history import (
+    HistoryFigures as HistoryFigures,
+    HistoryReport as HistoryReport,
+    HistoryShape as HistoryShape,
+    run_history as run_history,
+)
 from hostsmith.actors.proof.loadtest._hostfactory import (
     CallFailed as CallFailed,
     CycleShape as CycleShape,
@@ -85,6 +91,9 @@ __all__ = [
     "CycleShape",
     "ErrorReason",
     "HfCallReport",
+    "HistoryFigures",
+    "HistoryReport",
+    "HistoryShape",
     "HostFactoryCall",
     "HostFactoryReport",
     "Increment",
@@ -111,6 +120,7 @@ __all__ = [
     "run_burst_on_daemon",
     "run_counter",
     "run_hf_call",
+    "run_history",
     "run_hostfactory",
     "run_peer_eventsourcing",
     "run_replay",

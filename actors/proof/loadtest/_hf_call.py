@@ -73,15 +73,15 @@ def run_hf_call(runs: int) -> HfCallReport:
             status = workdir / "status.json"
             status.write_text(json.dumps({"requests": [{"requestId": request_id}]}))
             poll = [*HOSTSMITH, "hf", "getRequestStatus", "-f", str(status)]
-            _run([*poll, "--config", str(served)])  # untimed: writes the bytecode cache
-            bare = _timed(runs, lambda: _run([sys.executable, "-c", "pass"]))
+            run_quietly([*poll, "--config", str(served)])  # untimed: writes the bytecode cache
+            bare = _timed(runs, lambda: run_quietly([sys.executable, "-c", "pass"]))
             http = _timed(
                 runs, lambda: _post(port, "getRequestStatus", json.loads(status.read_text()))
             )
-            through_daemon = _timed(runs, lambda: _run([*poll, "--config", str(served)]))
-            _run([*HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
+            through_daemon = _timed(runs, lambda: run_quietly([*poll, "--config", str(served)]))
+            run_quietly([*HOSTSMITH, "hf", "requestMachines", "-d", json.dumps(_ONE_MACHINE),
                   "--config", str(alone)])  # fmt: skip
-            in_process = _timed(runs, lambda: _run([*poll, "--config", str(alone)]))
+            in_process = _timed(runs, lambda: run_quietly([*poll, "--config", str(alone)]))
     return HfCallReport(
         bare_python=bare,
         http_round_trip=http,
@@ -169,14 +169,14 @@ def _took(once: Callable[[], object]) -> float:
     return (time.perf_counter() - began) * 1000
 
 
-_CALL_ENVIRONMENT = {
+CALL_ENVIRONMENT = {
     name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"
 }
 """This process's environment, with the bytecode cache on (see the module's docstring)."""
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, check=False, env=_CALL_ENVIRONMENT)
+def run_quietly(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, check=False, env=CALL_ENVIRONMENT)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stdout.decode()[:500]}")
 

@@ -341,7 +341,7 @@ class HostFactory:
     def machines(self) -> list[tuple[Machine, str]]:
         """Each machine in the projections, with the acquire request that launched it."""
         owner = self.projections.owner_of_machine
-        return [(m, owner.get(m.machine_id, "")) for m in self.projections.machine_by_name.values()]
+        return [(m, owner.get(m.machine_id, "")) for m in self.projections.machines.values()]
 
     async def advance(self, request_ids: Sequence[str]) -> None:
         """Take one step on each of these unsettled requests (for one-shot commands)."""

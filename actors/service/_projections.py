@@ -63,7 +63,8 @@ class ProjectionsState(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     requests: list[Request]
     owner_of_machine: dict[str, str]
-    machine_by_name: dict[str, Machine]
+    machines: dict[str, Machine]
+    machine_by_name: dict[str, str]
     correlation_of: dict[str, str]
     pending_claims: dict[str, tuple[str, float]]
     settled_at: dict[str, float]
@@ -80,8 +81,12 @@ class Projections:
         self.owner_of_machine: dict[str, str] = {}
         """Machine id -> the acquire request that launched it.
         Invariant: the owner is in `requests` (they are forgotten together)."""
-        self.machine_by_name: dict[str, Machine] = {}
-        """Host name -> the machine's latest news, from whichever request touched it last."""
+        self.machines: dict[str, Machine] = {}
+        """Machine id -> its latest news, from whichever request touched it last.
+        Invariant: exactly the machines of the acquire requests in `requests`."""
+        self.machine_by_name: dict[str, str] = {}
+        """Host name -> the id of the newest machine of that name (a cloud reuses the
+        private addresses that names are made of, so a name is no machine's identity)."""
         self.correlation_of: dict[str, str] = {}
         """Request id -> the correlation id of the call that opened it."""
         self.pending_claims: dict[str, tuple[str, float]] = {}
@@ -123,7 +128,9 @@ class Projections:
                     self.owner_of_machine[machine.machine_id] = request_id
             # A machine's latest news is in whichever request touched it last.
             for machine in state.machines.values():
-                self.machine_by_name[machine.name] = machine
+                if state.kind == "acquire" or machine.machine_id in self.machines:
+                    self.machines[machine.machine_id] = machine
+                    self.machine_by_name[machine.name] = machine.machine_id
             if state.settled and request_id not in self.settled_at:
                 self.settled_at[request_id] = self._time_of(stored)
             if isinstance(event, ReturnOpened):
@@ -153,7 +160,8 @@ class Projections:
         if ref.machine_id and ref.machine_id in self.owner_of_machine:
             owner = self.requests[self.owner_of_machine[ref.machine_id]]
             return owner.machines.get(ref.machine_id)
-        return self.machine_by_name.get(ref.name) if ref.name else None
+        machine_id = self.machine_by_name.get(ref.name) if ref.name else None
+        return self.machines.get(machine_id) if machine_id else None
 
     def unsettled(self) -> Iterator[str]:
         return (request_id for request_id, state in self.requests.items() if not state.settled)
@@ -172,7 +180,7 @@ class Projections:
         gone = 0
         for request_id in due:
             state = self.requests[request_id]
-            latest = [self.machine_by_name.get(m.name, m) for m in state.machines.values()]
+            latest = [self.machines.get(m.machine_id, m) for m in state.machines.values()]
             if state.kind == "acquire" and any(m.state not in _GONE for m in latest):
                 continue
             del self.settled_at[request_id], self.requests[request_id]
@@ -180,10 +188,9 @@ class Projections:
             if state.kind == "acquire":
                 for machine in state.machines.values():
                     self.owner_of_machine.pop(machine.machine_id, None)
-                    if self.machine_by_name.get(machine.name, machine).machine_id == (
-                        machine.machine_id
-                    ):
-                        self.machine_by_name.pop(machine.name, None)
+                    self.machines.pop(machine.machine_id, None)
+                    if self.machine_by_name.get(machine.name) == machine.machine_id:
+                        del self.machine_by_name[machine.name]
             gone += 1
         if self._peak > _COMPACT_ABOVE and len(self.requests) < self._peak // 2:
             self._compact()
@@ -193,6 +200,7 @@ class Projections:
         """Copy every dict afresh: a dict keeps the room of its largest size."""
         self.requests = dict(self.requests)
         self.owner_of_machine = dict(self.owner_of_machine)
+        self.machines = dict(self.machines)
         self.machine_by_name = dict(self.machine_by_name)
         self.correlation_of = dict(self.correlation_of)
         self.pending_claims = dict(self.pending_claims)
@@ -206,6 +214,7 @@ class Projections:
             position=self.position,
             requests=list(self.requests.values()),
             owner_of_machine=self.owner_of_machine,
+            machines=self.machines,
             machine_by_name=self.machine_by_name,
             correlation_of=self.correlation_of,
             pending_claims=self.pending_claims,
@@ -217,6 +226,7 @@ class Projections:
         self.position = state.position
         self.requests = {request.request_id: request for request in state.requests}
         self.owner_of_machine = dict(state.owner_of_machine)
+        self.machines = dict(state.machines)
         self.machine_by_name = dict(state.machine_by_name)
         self.correlation_of = dict(state.correlation_of)
         self.pending_claims = dict(state.pending_claims)

@@ -193,15 +193,13 @@ class Reconciler:
         when its request settled (a timeout) was never delivered; its settlement
         terminates it, and if a crash cut that short, the cloud's copy is an orphan
         (as the projections hold: such a request is forgotten with its machines)."""
-        latest = self.projections.machine_by_name
+        latest = self.projections.machines
         for request_id, request in self.projections.requests.items():
             if request.kind != "acquire":
                 continue
             for machine in request.machines.values():
-                news = latest.get(machine.name, machine)
-                if news.machine_id == machine.machine_id and (
-                    news.state == "running" or (news.state == "pending" and not request.settled)
-                ):
+                news = latest.get(machine.machine_id, machine)
+                if news.state == "running" or (news.state == "pending" and not request.settled):
                     yield request_id, machine
 
     async def _act(

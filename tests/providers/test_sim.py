@@ -218,3 +218,19 @@ async def test_a_machine_gone_for_an_hour_is_forgotten_as_ec2_forgets_it(
     later = [m.machine_id for m in (await cloud.provision("req-3", ON_DEMAND, 1)).machines]
     assert {m.machine_id for m in await cloud.inventory()} == {*kept, *later}
     assert await cloud.describe(first) == []  # as EC2: an unknown id
+
+
+async def test_no_two_live_machines_share_an_address_but_a_gone_ones_is_given_again(
+    tmp_path, autojump_clock: trio.testing.MockClock
+) -> None:  # type: ignore[no-untyped-def]
+    cloud = sim(tmp_path, boot_time=1.0, shutdown_time=1.0, latency=0.0, capacity=100_000)
+    first = (await cloud.provision("req-1", ON_DEMAND, 1)).machines[0]
+    # the same draw again, as a hash collision would give it: the next free address
+    assert cloud._free_address(bytes(map(int, first.private_ip.split(".")[1:])), 0.0) != (
+        first.private_ip
+    )
+    await cloud.terminate([first.machine_id])
+    await trio.sleep(2)
+    assert cloud._free_address(bytes(map(int, first.private_ip.split(".")[1:])), 0.0) == (
+        first.private_ip
+    )

@@ -64,7 +64,7 @@ async def test_a_restart_does_not_bring_back_requests_forgotten_after_their_rete
     async with trio.open_nursery() as second:
         again = await start_service(tmp_path, second, store)
         assert again.projections.requests == {}
-        assert again.projections.machine_by_name == {}
+        assert again.projections.machines == again.projections.machine_by_name == {}
         assert (await again.get_request_status([old])).requests[0].status == "complete"
         second.cancel_scope.cancel()
 
@@ -182,3 +182,47 @@ def test_the_projections_skip_events_at_or_below_their_position() -> None:
     assert projections.apply([opened]) == ["req-1"]
     assert projections.apply([opened]) == []  # seen: not opened (nor driven) again
     assert projections.position == 7
+
+
+def test_a_machine_whose_name_another_machine_took_is_still_held_live() -> None:
+    """Found by the history benchmark: the simulated cloud gave a second live machine the
+    first one's address, and the reconciler took the first one for an orphan (its name's
+    latest news was the other machine's), and would have terminated a host Host Factory held.
+    Machines are known by id; a name only finds one."""
+    from hostsmith.actors.hostfactory import AcquireOpened, Machine, MachinesLaunched, StateChange
+    from hostsmith.actors.hostfactory._requests import MachineStatesChanged, RequestSettled
+    from hostsmith.actors.service._projections import Projections
+
+    log: list[StoredEvent] = []
+
+    def record(request_id: str, *events: msgspec.Struct) -> None:
+        for event in events:
+            version = sum(1 for e in log if e.stream == f"request-{request_id}") + 1
+            log.append(
+                StoredEvent(
+                    f"request-{request_id}",
+                    version,
+                    len(log) + 1,
+                    f"e{len(log) + 1}",
+                    type(event).__name__,
+                    msgspec.json.encode(event),
+                    recorded_at=10.0,
+                )
+            )
+
+    name = "ip-10-1-2-3.sim.internal"
+    for request_id, machine_id in (("req-1", "i-1"), ("req-2", "i-2")):
+        record(
+            request_id,
+            AcquireOpened(template_id="t", count=1, deadline=99, opened_at=1),
+            MachinesLaunched(machines=(Machine(machine_id=machine_id, name=name),), final=True),
+            MachineStatesChanged((StateChange(machine_id, "running"),)),
+            RequestSettled("completed"),
+        )
+    record("req-2", MachineStatesChanged((StateChange("i-2", "terminated"),)))
+    projections = Projections(lambda: 100.0)
+    projections.apply(log)
+
+    assert projections.forget_settled(cutoff=50.0) == 1  # req-2: its machine is gone
+    assert set(projections.requests) == {"req-1"}
+    assert projections.machines["i-1"].state == "running"

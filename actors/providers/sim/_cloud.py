@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS instances (
     installation TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS instances_by_token ON instances (token);
+CREATE INDEX IF NOT EXISTS instances_by_address ON instances (private_ip);
 CREATE TABLE IF NOT EXISTS fleets (
     fleet_id     TEXT PRIMARY KEY,
     request_id   TEXT NOT NULL,
@@ -338,8 +339,7 @@ class SimProvider:
     ) -> tuple[object, ...]:
         digest = hashlib.blake2b(f"{self.settings.seed}|{token}|{n}".encode(), digest_size=9)
         machine_id = "i-" + digest.hexdigest()[:17]
-        octets = digest.digest()[:3]
-        ip = f"10.{octets[0]}.{octets[1]}.{octets[2]}"
+        ip = self._free_address(digest.digest()[:3], now)
         name = f"ip-{ip.replace('.', '-')}.sim.internal"
         ready_at = now + self.settings.boot_time
         if self._draw("stuck", machine_id) < self.settings.stuck_rate:
@@ -351,6 +351,22 @@ class SimProvider:
             *(machine_id, token, template_id, name, ip, int(spot), now, ready_at),
             *(reclaim_at, self.installation_id),
         )
+
+    def _free_address(self, drawn: bytes, now: float) -> str:
+        """A private address no live machine has (as a VPC gives): the drawn one, or the
+        next free one after it. A gone machine's address may be given again, as EC2 does."""
+        number = int.from_bytes(drawn, "big")
+        for step in range(1 << 24):
+            octets = ((number + step) % (1 << 24)).to_bytes(3, "big")
+            ip = f"10.{octets[0]}.{octets[1]}.{octets[2]}"
+            taken = self._db.execute(
+                "SELECT 1 FROM instances WHERE private_ip = ? AND terminate_at IS NULL "
+                "AND (reclaim_at IS NULL OR reclaim_at > ?) LIMIT 1",
+                (ip, now),
+            ).fetchone()
+            if taken is None:
+                return ip
+        raise TransientProviderError("InsufficientFreeAddressesInSubnet: the subnet is full")
 
     def _rows(self, machine_ids: list[str]) -> list[tuple[Any, ...]]:
         marks = ",".join("?" * len(machine_ids))
